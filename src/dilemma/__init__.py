@@ -1,0 +1,3 @@
+"""dilemma: attack, explain and defend language models on ethical-dilemma jailbreaks."""
+
+__version__ = "0.1.0"

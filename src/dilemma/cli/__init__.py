@@ -1,0 +1,1 @@
+"""The `dilemma` command line."""

@@ -1,0 +1,16 @@
+"""The Typer app every command module registers on, and the consoles they print to."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="dilemma",
+    help="Attack, explain and defend language models on ethical-dilemma jailbreaks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)

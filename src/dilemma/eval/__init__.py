@@ -1,0 +1,1 @@
+"""Evaluation: summaries of stored runs."""

@@ -1,0 +1,31 @@
+"""One loaded instance per model spec, shared by every role that names it."""
+
+from __future__ import annotations
+
+from dilemma.models.base import ChatModel
+from dilemma.models.spec import load_model, parse_spec
+
+
+class ModelPool:
+    def __init__(self, *, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 16):
+        self.api_key_env = api_key_env
+        self.concurrency = concurrency
+        self._models: dict[str, ChatModel] = {}
+
+    def get(self, spec_text: str) -> ChatModel:
+        spec = parse_spec(spec_text)
+        if spec.text not in self._models:
+            self._models[spec.text] = load_model(spec, api_key_env=self.api_key_env, concurrency=self.concurrency)
+        return self._models[spec.text]
+
+    async def check_all(self) -> None:
+        """Reach every HTTP endpoint once before any work starts (clear error if one is down)."""
+        for model in self._models.values():
+            check = getattr(model, "check", None)
+            if check is not None:
+                await check()
+
+    async def aclose(self) -> None:
+        for model in self._models.values():
+            await model.aclose()
+        self._models.clear()
