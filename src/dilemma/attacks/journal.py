@@ -74,5 +74,11 @@ class Journal:
         """The conversation the target has seen so far (user and assistant turns)."""
         return [{"role": t.role, "content": t.content} for t in self.turns if t.role in ("user", "assistant")]
 
+    def best_score(self, judge_name: str) -> float | None:
+        """The whole conversation's score: its best judged turn (None if no turn was graded)."""
+        scores = [v.score for (_, name), v in self._verdicts.items()
+                  if name == judge_name and v.label != "error" and v.score is not None]
+        return max(scores) if scores else None
+
     def target_turns(self) -> int:
         return sum(1 for t in self.turns if t.role == "assistant")

@@ -19,10 +19,10 @@ def attack(
     target: str = typer.Option(..., "--target", help="Model spec: embedded | hf:<path> | openai:<model>@<url>"),
     run_dir: Path = typer.Option(..., "--run-dir", help="Where the run database lives; rerun to resume"),
     behaviors: str = typer.Option("jbb", "--behaviors", help="jbb|harmbench|strongreject|advbench or a .csv/.jsonl path"),
-    method: str = typer.Option("trial", "--method", help="trial | direct"),
+    method: str = typer.Option("trial", "--method", help="trial | direct | pair | crescendo | actor"),
     attacker: str = typer.Option("template", "--attacker", help="Model spec, or 'template' (offline)"),
     helper: Optional[str] = typer.Option(None, "--helper", help="Model spec for clue/scenario (default: the attacker)"),
-    judge: str = typer.Option("refusal", "--judge", help="refusal | jbb:<model spec>"),
+    judge: str = typer.Option("refusal", "--judge", help="refusal | classifier | <jbb|harmbench|strongreject|clas|xstest>:<model spec>"),
     framework: str = typer.Option("utilitarian", "--framework", help="utilitarian|deontological|care|virtue"),
     max_rounds: int = typer.Option(6, "--max-rounds", help="Target turns per conversation (paper: 6)"),
     judge_skip_rounds: int = typer.Option(2, "--judge-skip-rounds", help="Rounds not judged at the start"),
@@ -38,7 +38,7 @@ def attack(
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Env var holding the API key"),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or table"),
 ) -> None:
-    """Run a TRIAL (or direct) campaign; every turn is committed as it happens."""
+    """Run an attack campaign (trial, or a baseline: direct, pair, crescendo, actor); every turn is committed as it happens."""
     config = CampaignConfig(
         target=target, method=method, behaviors=behaviors, prompt_column=prompt_column, limit=limit,
         category=category, seed=seed, attacker=attacker, helper=helper, judge=judge, framework=framework,

@@ -44,3 +44,6 @@ def demo(
     finally:
         store.close()
     out.print(f"run stored in {run_dir.resolve()} (dilemma summary/export --run-dir {run_dir})")
+    from dilemma.report import write_report
+
+    out.print(f"report: {write_report(run_dir).resolve()}", highlight=False, soft_wrap=True)

@@ -5,14 +5,24 @@ from __future__ import annotations
 import os
 import sys
 
-import click
+import typer
 
-from dilemma.cli import attack, demo, runs  # noqa: F401  (registers commands)
+from dilemma.cli import attack, config, defend, demo, evals, judges, probe, report, runs, serve  # noqa: F401  (registers commands)
 from dilemma.cli.app import app, err
 from dilemma.errors import UserError
 
+try:  # typer >= 0.20 vendors click; older versions use click itself
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # type: ignore
+
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+INTERRUPTED = "interrupted: everything finished so far is stored; rerun the same command to resume"
+
+
+def _one_line(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True, markup=True)
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -20,20 +30,24 @@ def run(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
-        rv = app(args=argv, standalone_mode=False)
+        rv = app(args=config.hoist_config(sys.argv[1:] if argv is None else list(argv)), standalone_mode=False)
     except UserError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        _one_line(str(exc).replace("[", "\\["))
         sys.exit(EXIT_USER_ERROR)
-    except click.exceptions.Abort:
-        err.print("interrupted: everything finished so far is stored; rerun the same command to resume")
-        sys.exit(EXIT_INTERRUPTED)
-    except KeyboardInterrupt:
-        err.print("interrupted: everything finished so far is stored; rerun the same command to resume")
-        sys.exit(EXIT_INTERRUPTED)
-    except click.exceptions.ClickException as exc:
+    except NoArgsIsHelpError as exc:
         exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+        sys.exit(0)
+    except UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "dilemma"
+        _one_line(f"{exc.format_message()} (see `{command} --help`)".replace("[", "\\["))
+        sys.exit(EXIT_USER_ERROR)
+    except ClickException as exc:
+        _one_line(exc.format_message().replace("[", "\\["))
+        sys.exit(exc.exit_code or 1)
+    except (KeyboardInterrupt, typer.Abort):
+        err.print(INTERRUPTED)
+        sys.exit(EXIT_INTERRUPTED)
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
     sys.exit(rv if isinstance(rv, int) else 0)
 

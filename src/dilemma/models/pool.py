@@ -18,6 +18,10 @@ class ModelPool:
             self._models[spec.text] = load_model(spec, api_key_env=self.api_key_env, concurrency=self.concurrency)
         return self._models[spec.text]
 
+    def put(self, spec_text: str, model: ChatModel) -> None:
+        """Share an already loaded model under its spec (evaluations that load weights once)."""
+        self._models[parse_spec(spec_text).text] = model
+
     async def check_all(self) -> None:
         """Reach every HTTP endpoint once before any work starts (clear error if one is down)."""
         for model in self._models.values():

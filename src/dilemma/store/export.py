@@ -18,7 +18,7 @@ def conversation_records(store: RunStore) -> Iterator[dict]:
             "conversation_id": c.id, "run_id": c.run_id, "behavior_id": c.behavior_id, "behavior": c.behavior,
             "category": c.category, "method": c.method, "target": c.target, "status": c.status,
             "success": c.success, "rounds": c.rounds, "queries": c.queries, "broken_turn": c.broken_turn,
-            "error": c.error,
+            "error": c.error, "final_verdict": c.final_verdict, "final_score": c.final_score,
             "messages": [{"idx": t.idx, "role": t.role, "stage": t.stage, "content": t.content, "meta": t.meta}
                          for t in turns],
             "verdicts": [asdict(v) for v in store.verdicts(c.id)],
@@ -26,7 +26,7 @@ def conversation_records(store: RunStore) -> Iterator[dict]:
 
 
 CSV_FIELDS = ["conversation_id", "run_id", "behavior_id", "behavior", "category", "method", "target", "status",
-              "success", "rounds", "queries", "broken_turn", "error", "messages", "verdicts"]
+              "success", "rounds", "queries", "broken_turn", "error", "final_verdict", "final_score", "messages", "verdicts"]
 
 
 def write_jsonl(store: RunStore, out: io.TextIOBase) -> int:

@@ -1,0 +1,68 @@
+"""Train the built-in `err` defense: ERR gate + adapters on top of the `embedded-aligned` model (dev tool).
+
+    .venv/bin/python scripts/train_err.py --out src/dilemma/defense/builtin/err
+
+The same recipe as `dilemma defend data` + `dilemma defend train`, with the sizes used for the shipped
+artefact (small: the shipped one was trained on a shared 2-core CPU); data go to --data-dir (default: a
+temporary folder) and are not shipped. Equivalent CLI:
+
+    dilemma defend data --out D --model embedded --plain 16 --trial 8 --multi 4 --max-tokens 16
+    dilemma defend train --model embedded-aligned --data D --out OUT --start-layer 22 --rank 8 --alpha 16 \
+        --epochs 1 --gate-epochs 100 --lr 2e-3 --gate-lr 1e-3 --max-seq-len 384 --skip-ungated
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from dilemma.defense.builder import DataConfig, build
+from dilemma.defense.config import DefenseConfig
+from dilemma.defense.recipe import train_err
+from dilemma.defense.train import TrainConfig
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("src/dilemma/defense/builtin/err"))
+    ap.add_argument("--data-dir", type=Path, default=None)
+    ap.add_argument("--model", default="embedded-aligned")
+    ap.add_argument("--engage-model", default="embedded", help="Whose own answers are the plain Engage targets")
+    ap.add_argument("--plain", type=int, default=16)
+    ap.add_argument("--trial", type=int, default=8)
+    ap.add_argument("--multi", type=int, default=4)
+    ap.add_argument("--engage-tokens", type=int, default=16)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--gate-epochs", type=int, default=100)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--rank", type=int, default=8)
+    ap.add_argument("--start-layer", type=int, default=22, help="Paper-scaled default is 15; 22 fits a 2-core CPU")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--max-seq-len", type=int, default=384)
+    args = ap.parse_args()
+    console = Console(stderr=True)
+    started = time.monotonic()
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="err-data-"))
+    if not (data_dir / "train.jsonl").exists():
+        meta = build(DataConfig(model=args.engage_model, plain=args.plain, trial=args.trial, multi=args.multi,
+                                max_tokens=args.engage_tokens), data_dir, console=console)
+        console.print(f"data: {meta}")
+    data_seconds = round(time.monotonic() - started, 1)
+    config = DefenseConfig(detection_layer=-1, start_layer=args.start_layer, rank=args.rank, alpha=2.0 * args.rank, dropout=0.05,
+                           eps=0.0, threshold=0.5)
+    tcfg = TrainConfig(epochs=args.epochs, gate_epochs=args.gate_epochs, lr=args.lr, gate_lr=1e-3, batch=args.batch,
+                       max_seq_len=args.max_seq_len, skip_ungated=True)
+    report = train_err(args.model, data_dir, args.out, config, tcfg, console=console)
+    report["data_seconds"] = data_seconds
+    path = args.out / "train_report.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "data_seconds": data_seconds}, indent=2) + "\n")
+    console.print(f"saved {args.out}: {report}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""`dilemma serve`: an OpenAI-compatible endpoint over any model spec (optionally defended)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from dilemma.cli.app import app, err
+
+
+@app.command()
+def serve(
+    model: str = typer.Option(..., "--model", help="Model spec: embedded | embedded-err | hf:<path> | openai:..."),
+    defense: Optional[str] = typer.Option(None, "--defense", help="A defense directory (or aligned|err) to install"),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    served_name: Optional[str] = typer.Option(None, "--served-name", help="Model id reported by /v1/models"),
+) -> None:
+    """Serve /v1/chat/completions (streaming too) and /v1/models; the gate score rides in X-Dilemma-Gate."""
+    import uvicorn
+
+    from dilemma.defense.loading import with_defense
+    from dilemma.models.spec import load_model, parse_spec
+    from dilemma.serve import build_app
+
+    from dilemma.defense.loading import resolve_defense
+
+    spec = with_defense(model, defense)
+    parsed = parse_spec(spec)
+    if parsed.options.get("defense"):
+        resolve_defense(parsed.options["defense"])  # a bad path fails before minutes of loading
+    if not 0 < port < 65536:
+        from dilemma.errors import UserError
+
+        raise UserError(f"--port {port} is not a TCP port")
+    err.print(f"loading {spec} ...")
+    chat_model = load_model(spec)
+    err.print(f"serving {served_name or spec} on http://{host}:{port}/v1")
+    uvicorn.run(build_app(chat_model, served_name=served_name), host=host, port=port, log_level="warning")

@@ -1,0 +1,161 @@
+"""`dilemma defend data`: Engage/Explain training conversations for ERR.
+
+Harmful requests become Explain examples, benign ones Engage examples, in three shapes: the plain
+request, a single-turn TRIAL dilemma built around it (the attack's own offline templates), and a
+multi-turn TRIAL conversation (dilemma, a refusal, the attacker's follow-up). Benign requests are also
+wrapped in TRIAL dilemmas, so the gate learns that the framing alone is not the harm.
+
+Targets come from a writer model (the victim answers under the explain or engage system prompt and
+writes `<reasoning>` + `<response>`) or, offline, from templates (Explain) and the defended model's own
+greedy answers (Engage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+from dataclasses import asdict, dataclass
+from importlib.resources import files
+from pathlib import Path
+
+from dilemma.attacks.trial.clue import rule_based_clue
+from dilemma.attacks.trial.followup import REFUSAL, template_followup
+from dilemma.attacks.trial.prompts import prompt_book
+from dilemma.attacks.trial.scenario import template_scenario
+from dilemma.behaviors import Behavior, load_behaviors
+from dilemma.defense.examples import BENIGN, HARMFUL, Example, balance_and_split, write_jsonl
+from dilemma.defense.targets import engage_targets, engage_trial_target, explain_target, prompt_hash, target_book
+from dilemma.errors import UserError
+from dilemma.judges.refusal import is_refusal
+from dilemma.models.base import GenParams, Message
+
+TEMPLATE = "template"
+
+
+@dataclass
+class DataConfig:
+    harmful: str = "advbench"  # a built-in behavior set or a file
+    benign: str = ""  # a .jsonl/.csv of prompts; default: the package's benign_train.jsonl
+    plain: int = 60  # per class
+    trial: int = 30  # per class, single-turn dilemmas
+    multi: int = 10  # harmful multi-turn conversations
+    writer: str = TEMPLATE
+    model: str = "embedded-aligned"  # answers the Engage side offline
+    max_tokens: int = 48
+    framework: str = "utilitarian"
+    seed: int = 42
+
+
+def benign_prompts(source: str) -> list[str]:
+    if not source:
+        text = (files("dilemma.defense") / "data" / "benign_train.jsonl").read_text()
+        return [json.loads(x)["prompt"] for x in text.splitlines() if x.strip()]
+    return [b.prompt for b in load_behaviors(source)]
+
+
+def trial_opening(behavior: Behavior, rng: random.Random, framework: str) -> tuple[str, dict, object]:
+    book = prompt_book()
+    fw = book.framework(framework)
+    clue = rule_based_clue(behavior)
+    scenario, meta = template_scenario(book, clue, fw, rng)
+    opening = book.init.substitute(framework_name=fw.name, scenario=scenario, tiebreaker=fw.tiebreaker)
+    return opening, meta, clue
+
+
+def conversations(cfg: DataConfig) -> list[tuple[list[Message], int, str, str]]:
+    """(messages, harm_label, kind, source) with the last assistant reply still to be written.
+
+    source is the harmful request (for held-out hashes), the benign prompt, or, for a benign dilemma,
+    its offline Engage answer."""
+    rng = random.Random(cfg.seed)
+    harmful = load_behaviors(cfg.harmful)
+    harmful = list(harmful)
+    rng.shuffle(harmful)
+    benign = benign_prompts(cfg.benign)
+    rng.shuffle(benign)
+    need_h, need_b = cfg.plain + cfg.trial + cfg.multi, cfg.plain + cfg.trial
+    if len(harmful) < need_h or len(benign) < need_b:
+        raise UserError(f"need {need_h} harmful and {need_b} benign prompts, have {len(harmful)} and {len(benign)}")
+    out: list[tuple[list[Message], int, str, str]] = []
+    for b in harmful[: cfg.plain]:
+        out.append(([{"role": "user", "content": b.prompt}], HARMFUL, "plain", b.prompt))
+    for b in harmful[cfg.plain: cfg.plain + cfg.trial]:
+        opening, _, _ = trial_opening(b, rng, cfg.framework)
+        out.append(([{"role": "user", "content": opening}], HARMFUL, "trial", b.prompt))
+    book = prompt_book()
+    for b in harmful[cfg.plain + cfg.trial: need_h]:
+        opening, meta, clue = trial_opening(b, rng, cfg.framework)
+        first = explain_target(rng)
+        follow = template_followup(book, REFUSAL, clue=clue, scenario_meta=meta, last_answer=first,
+                                   behavior_prompt=b.prompt, rng=rng)
+        out.append(([{"role": "user", "content": opening}, {"role": "assistant", "content": first},
+                     {"role": "user", "content": follow}], HARMFUL, "trial_multi", b.prompt))
+    for i, p in enumerate(benign[:need_b]):
+        if i < cfg.plain:
+            out.append(([{"role": "user", "content": p}], BENIGN, "plain", p))
+        else:
+            opening, meta, clue = trial_opening(Behavior(id=f"benign-{i}", prompt=p), rng, cfg.framework)
+            offline = engage_trial_target(rng, name=meta.get("character", "the character"), action=clue.action)
+            out.append(([{"role": "user", "content": opening}], BENIGN, "trial", offline))
+    return out
+
+
+_RESPONSE = re.compile(r"<response>(.*?)(?:</response>|$)", re.S | re.I)
+
+
+def response_part(text: str) -> str:
+    """The `<response>` of a writer's reply (the reasoning trace is not trained on); the whole text if untagged."""
+    m = _RESPONSE.search(text)
+    return (m.group(1) if m else text).strip()
+
+
+async def _write_with(writer, convs, max_tokens: int) -> list[str]:
+    book = target_book()
+    params = GenParams(temperature=0.0, max_tokens=max_tokens)
+
+    async def one(messages, label):
+        system = book["explain_system"] if label == HARMFUL else book["engage_system"]
+        reply = await writer.generate([{"role": "system", "content": system}, *messages], params)
+        return response_part(reply.text)
+
+    try:
+        return await asyncio.gather(*(one(m, label) for m, label, _, _ in convs))
+    finally:
+        await writer.aclose()
+
+
+def build(cfg: DataConfig, out_dir: Path, *, console=None) -> dict:
+    from dilemma.models.spec import load_model
+
+    convs = conversations(cfg)
+    rng = random.Random(cfg.seed + 1)
+    if cfg.writer != TEMPLATE:
+        targets = asyncio.run(_write_with(load_model(cfg.writer), convs, cfg.max_tokens))
+    else:
+        targets = [explain_target(rng) if label == HARMFUL else "" for _, label, _, _ in convs]
+        for i, (_, label, kind, source) in enumerate(convs):
+            if label == BENIGN and kind == "trial":
+                targets[i] = source
+        benign_idx = [i for i, (_, label, kind, _) in enumerate(convs) if label == BENIGN and kind == "plain"]
+        if console:
+            console.print(f"writing {len(benign_idx)} Engage answers with {cfg.model}")
+        local = load_model(cfg.model)
+        if not hasattr(local, "engine"):
+            raise UserError(f"--model {cfg.model!r} must be a local model (embedded.. or hf:..) for offline Engage answers")
+        answers = engage_targets(local.model, local.tokenizer, [convs[i][0] for i in benign_idx], max_tokens=cfg.max_tokens)
+        for i, a in zip(benign_idx, answers):
+            targets[i] = "" if is_refusal(a) else a  # a refusal is not an Engage target
+    examples = [Example(m, t, label, kind) for (m, label, kind, _), t in zip(convs, targets) if t.strip()]
+    train, val = balance_and_split(examples, seed=cfg.seed)
+    out_dir = Path(out_dir)
+    write_jsonl(out_dir / "train.jsonl", train)
+    write_jsonl(out_dir / "val.jsonl", val)
+    harmful_hashes = sorted({prompt_hash(src) for _, label, _, src in convs if label == HARMFUL})
+
+    meta = {"config": asdict(cfg), "train": len(train), "val": len(val),
+            "by_kind": {k: sum(1 for e in examples if e.kind == k) for k in ("plain", "trial", "trial_multi")}}
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (out_dir / "harmful_prompts.sha1.json").write_text(json.dumps(harmful_hashes) + "\n")
+    return meta

@@ -1,0 +1,242 @@
+"""`dilemma defend eval`: a base model and its defended version, measured side by side.
+
+- trial_asr / direct_asr: TRIAL (offline template attacker) and direct campaigns on held-out behaviors
+  (prompts a defense was trained on are dropped by hash), through the shared campaign machinery.
+- strongreject_asr: direct requests from the StrongREJECT prompts, judged by the same judge.
+- over_refusal: share of XSTest safe prompts answered with a refusal.
+- benign_kl: mean per-token KL(base || defended) of next-token distributions along the base model's
+  greedy answer to held-out benign prompts.
+- gate_accuracy: the defended model's gate on held-out harmful behaviors and benign prompts.
+- latency_ratio: defended / base wall time for a fixed number of new tokens on benign prompts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import torch
+
+from dilemma.behaviors import load_behaviors
+from dilemma.defense.model import get_defense
+from dilemma.defense.targets import prompt_hash
+from dilemma.errors import UserError
+from dilemma.judges.refusal import is_refusal
+from dilemma.models.base import GenParams
+
+
+@dataclass
+class EvalConfig:
+    behaviors: str = "jbb"
+    limit: int = 20
+    strongreject_limit: int = 20
+    xstest_limit: int = 50
+    benign_limit: int = 20
+    latency_prompts: int = 8
+    latency_tokens: int = 32
+    max_rounds: int = 4
+    max_tokens: int = 96
+    judge: str = "refusal"
+    temperature: float = 0.0
+    seed: int = 0
+    concurrency: int = 8
+
+
+def defense_refs(spec_text: str) -> list[str]:
+    """The defense chain a spec loads (the named one and those it requires)."""
+    from dilemma.defense.config import DefenseConfig
+    from dilemma.defense.loading import resolve_defense
+    from dilemma.models.spec import parse_spec
+
+    spec = parse_spec(spec_text)
+    ref = spec.options.get("defense")
+    refs: list[str] = []
+    pending = [ref] if ref else []
+    while pending:
+        r = pending.pop()
+        refs.append(r)
+        pending.extend(DefenseConfig.load(resolve_defense(r)).requires)
+    return refs
+
+
+def held_out(source: str, limit: int, seed: int, exclude: set[str]):
+    behaviors = [b for b in load_behaviors(source) if prompt_hash(b.prompt) not in exclude]
+    import random
+
+    rng = random.Random(seed)
+    rng.shuffle(behaviors)
+    return behaviors[:limit]
+
+
+def _write_behaviors(path: Path, behaviors) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for b in behaviors:
+            f.write(json.dumps({"id": b.id, "prompt": b.prompt, "category": b.category}) + "\n")
+    return path
+
+
+def xstest_safe(limit: int) -> list[str]:
+    text = (files("dilemma.defense") / "data" / "xstest_safe.csv").read_text()
+    rows = list(csv.DictReader(text.splitlines()))
+    step = max(1, len(rows) // max(1, limit))  # spread over the XSTest types
+    return [r["prompt"] for r in rows[::step]][:limit]
+
+
+def benign_test(limit: int) -> list[str]:
+    text = (files("dilemma.defense") / "data" / "benign_test.jsonl").read_text()
+    return [json.loads(x)["prompt"] for x in text.splitlines() if x.strip()][:limit]
+
+
+async def _campaign_asr(spec: str, model, method: str, behaviors_file: Path, cfg: EvalConfig, store_dir: Path) -> float:
+    from dilemma.campaign import CampaignConfig, run_campaign
+    from dilemma.models.pool import ModelPool
+    from dilemma.store.db import open_store
+
+    pool = ModelPool()
+    pool.put(spec, model)
+    config = CampaignConfig(target=spec, method=method, behaviors=str(behaviors_file), attacker="template",
+                            judge=cfg.judge, max_rounds=cfg.max_rounds if method == "trial" else 1,
+                            target_max_tokens=cfg.max_tokens, target_temperature=cfg.temperature,
+                            seed=cfg.seed, concurrency=cfg.concurrency)
+    store = open_store(store_dir)
+    try:
+        result = await run_campaign(config, store, pool=pool, show_progress=True)
+    finally:
+        store.close()
+    finished = max(1, result.done)
+    return result.successes / finished
+
+
+def over_refusal(model, prompts: list[str], max_tokens: int) -> float:
+    replies = model.engine.generate_batch([[{"role": "user", "content": p}] for p in prompts],
+                                          GenParams(temperature=0.0, max_tokens=max_tokens))
+    return sum(is_refusal(r.text) for r in replies) / max(1, len(replies))
+
+
+def _encode(tok, prompt: str) -> list[int]:
+    text = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def benign_kl(base, defended, prompts: list[str], tokens: int = 32) -> float:
+    """Mean KL(base || defended) per position along the base model's greedy answer."""
+    tok = base.tokenizer
+    kls = []
+    for p in prompts:
+        ids = torch.tensor([_encode(tok, p)])
+        with torch.inference_mode():
+            out = base.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens,
+                                      do_sample=False, pad_token_id=tok.pad_token_id or tok.eos_token_id,
+                                      temperature=None, top_p=None, top_k=None)
+            start = ids.shape[1] - 1
+            lb = base.model(input_ids=out).logits[0, start:-1].float().log_softmax(-1)
+            defense = get_defense(defended.model)
+            if defense is not None:
+                with defense.pooled_at(torch.tensor([start])):
+                    ld = defended.model(input_ids=out).logits[0, start:-1].float().log_softmax(-1)
+            else:
+                ld = defended.model(input_ids=out).logits[0, start:-1].float().log_softmax(-1)
+        kls.append(float((lb.exp() * (lb - ld)).sum(-1).mean()))
+    return statistics.fmean(kls) if kls else 0.0
+
+
+def gate_accuracy(defended, harmful: list[str], benign: list[str]) -> float | None:
+    defense = get_defense(defended.model)
+    if defense is None or defense.gate is None:
+        return None
+    tok = defended.tokenizer
+    correct = 0
+    for label, prompts in ((1, harmful), (0, benign)):
+        for p in prompts:
+            ids = torch.tensor([_encode(tok, p)])
+            score = float(defense.gate_scores(defended.model, ids, torch.ones_like(ids))[0])
+            correct += int((score > defense.config.threshold) == bool(label))
+    return correct / max(1, len(harmful) + len(benign))
+
+
+def latency_ratio(base, defended, prompts: list[str], tokens: int) -> float:
+    """Median over prompts of defended/base time for exactly `tokens` new tokens (interleaved runs)."""
+    ratios = []
+    for p in prompts:
+        ids = torch.tensor([_encode(base.tokenizer, p)])
+        times = {}
+        for name, m in (("base", base), ("defended", defended), ("base2", base), ("defended2", defended)):
+            start = time.perf_counter()
+            with torch.inference_mode():
+                m.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens,
+                                 min_new_tokens=tokens, do_sample=False, pad_token_id=m.tokenizer.eos_token_id,
+                                 temperature=None, top_p=None, top_k=None)
+            times[name] = time.perf_counter() - start
+        ratios.append(min(times["defended"], times["defended2"]) / min(times["base"], times["base2"]))
+    return statistics.median(ratios) if ratios else 1.0
+
+
+def measure_side(spec: str, model, sub: Path, bfile: Path, sfile: Path, xstest: list[str], cfg: EvalConfig) -> dict:
+    """ASRs and over-refusal of one model; stored in `sub/side.json` and reused when spec, sizes and prompts match."""
+    key = {"spec": spec, "config": asdict(cfg), "behaviors": bfile.read_text(), "strongreject": sfile.read_text(),
+           "xstest": xstest}
+    cache = sub / "side.json"
+    if cache.exists():
+        stored = json.loads(cache.read_text())
+        if stored.get("key") == key:
+            return stored["result"]
+    result = {
+        "trial_asr": asyncio.run(_campaign_asr(spec, model, "trial", bfile, cfg, sub / "trial")),
+        "direct_asr": asyncio.run(_campaign_asr(spec, model, "direct", bfile, cfg, sub / "direct")),
+        "strongreject_asr": asyncio.run(_campaign_asr(spec, model, "direct", sfile, cfg, sub / "strongreject")),
+        "over_refusal": over_refusal(model, xstest, min(cfg.max_tokens, 32)),  # refusals come first
+    }
+    sub.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"key": key, "result": result}) + "\n")
+    return result
+
+
+def prepare(base_spec: str, defended_spec: str, run_dir: Path, cfg: EvalConfig) -> tuple[Path, Path, list[str], list[str], list]:
+    """Held-out behavior files and prompt lists shared by both sides."""
+    from dilemma.defense.loading import resolve_defense
+
+    exclude: set[str] = set()
+    for ref in defense_refs(base_spec) + defense_refs(defended_spec):
+        path = resolve_defense(ref) / "train_prompts.sha1.json"
+        if path.exists():
+            exclude.update(json.loads(path.read_text()))
+    run_dir = Path(run_dir)
+    behaviors = held_out(cfg.behaviors, cfg.limit, cfg.seed, exclude)
+    strongreject = held_out("strongreject", cfg.strongreject_limit, cfg.seed, exclude)
+    if not behaviors:
+        raise UserError(f"no held-out behaviors left in {cfg.behaviors!r}")
+    bfile = _write_behaviors(run_dir / "behaviors.jsonl", behaviors)
+    sfile = _write_behaviors(run_dir / "strongreject.jsonl", strongreject)
+    return bfile, sfile, xstest_safe(cfg.xstest_limit), benign_test(cfg.benign_limit), behaviors + strongreject
+
+
+def evaluate(base_spec: str, defended_spec: str, run_dir: Path, cfg: EvalConfig, *, console=None) -> dict:
+    from dilemma.models.spec import load_model
+
+    base = load_model(base_spec)
+    defended = load_model(defended_spec)
+    if not hasattr(base, "engine") or not hasattr(defended, "engine"):
+        raise UserError("defend eval needs local models (embedded.., hf:..) for KL, gate and latency")
+    run_dir = Path(run_dir)
+    bfile, sfile, xs, benign, harmful = prepare(base_spec, defended_spec, run_dir, cfg)
+    result: dict = {}
+    for label, spec, model in (("base", base_spec, base), ("defended", defended_spec, defended)):
+        if console:
+            console.print(f"[bold]{label}[/bold]: {spec}")
+        result[label] = measure_side(spec, model, run_dir / label, bfile, sfile, xs, cfg)
+    result["benign_kl"] = benign_kl(base, defended, benign)
+    result["gate_accuracy"] = gate_accuracy(defended, [b.prompt for b in harmful], benign)
+    result["latency_ratio"] = latency_ratio(base, defended, benign[: cfg.latency_prompts], cfg.latency_tokens)
+    result["config"] = {**asdict(cfg), "base": base_spec, "defended": defended_spec, "held_out_behaviors": len(bfile.read_text().splitlines()),
+                        "strongreject_prompts": len(sfile.read_text().splitlines()), "xstest_prompts": len(xs), "benign_prompts": len(benign)}
+    for m in (base, defended):
+        asyncio.run(m.aclose())
+    (run_dir / "defend_eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result

@@ -1,0 +1,252 @@
+"""Training: plain LoRA (static gate), and ERR's two stages (gate, then adapters with the gate frozen).
+
+Stage 1 trains only the gate head with BCE + lambda * mean(|g| on benign). The base is frozen and the
+gate reads a fixed layer, so the pooled hidden states are computed once and the head trains on them.
+Stage 2 freezes gate and base and trains the adapters with next-token loss on the assistant reply; the
+training forward pass uses the raw gate (no threshold, no floor), as in the official code.
+Runs on CPU or GPU; under `accelerate launch` it runs data-parallel.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from dilemma.defense.examples import Example, collate, encode
+from dilemma.defense.model import Defense, save_defense
+from dilemma.errors import UserError
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 1  # stage 2 / plain LoRA
+    gate_epochs: int = 30  # stage 1 (cheap: the head trains on cached hidden states)
+    lr: float = 2e-4
+    gate_lr: float = 2e-4
+    weight_decay: float = 0.01
+    batch: int = 4
+    grad_accum: int = 1
+    max_seq_len: int = 512
+    lambda_reg: float = 0.1
+    clip: float = 1.0
+    seed: int = 42
+    save_dtype: str = "float16"
+    skip_ungated: bool = False  # stage 2: drop examples whose frozen gate is below threshold (their update is ~0)
+
+
+def _progress(console) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=console, transient=False)
+
+
+def _batches(items: list, size: int, rng: torch.Generator) -> list[list]:
+    order = torch.randperm(len(items), generator=rng).tolist()
+    return [[items[i] for i in order[k:k + size]] for k in range(0, len(order), size)]
+
+
+def _accelerator(grad_accum: int):
+    from accelerate import Accelerator
+
+    return Accelerator(gradient_accumulation_steps=grad_accum)
+
+
+def train_gate(model, tokenizer, defense: Defense, train: list[Example], val: list[Example], cfg: TrainConfig,
+               *, console=None) -> dict:
+    """Stage 1. Returns {"train_acc", "val_acc", "seconds"}."""
+    if defense.gate is None:
+        raise UserError("this defense has a static gate: there is no gate to train")
+    started = time.monotonic()
+    feats, labels = _pooled_features(model, tokenizer, defense, train, cfg, console=console, what="gate features")
+    head = defense.gate
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.gate_lr, weight_decay=cfg.weight_decay)
+    g = torch.Generator().manual_seed(cfg.seed)
+    head.train()
+    with _progress(console) as bar:
+        task = bar.add_task("stage 1: gate", total=cfg.gate_epochs, loss=0.0)
+        for _ in range(cfg.gate_epochs):
+            total = 0.0
+            for idx in _batches(list(range(len(feats))), max(1, cfg.batch * cfg.grad_accum * 4), g):
+                x, y = feats[idx], labels[idx]
+                logits = head.logits(x)
+                prob = torch.sigmoid(logits)
+                bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
+                sparsity = ((1 - y) * prob.abs()).mean()
+                loss = bce + cfg.lambda_reg * sparsity
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            bar.update(task, advance=1, loss=total / len(feats))
+    head.eval()
+    result = {"train_acc": _accuracy(head, feats, labels, defense.config.threshold)}
+    if val:
+        vf, vl = _pooled_features(model, tokenizer, defense, val, cfg, console=None, what="")
+        result["val_acc"] = _accuracy(head, vf, vl, defense.config.threshold)
+    result["seconds"] = round(time.monotonic() - started, 1)
+    return result
+
+
+def _accuracy(head, feats, labels, threshold: float) -> float:
+    with torch.no_grad():
+        pred = (torch.sigmoid(head.logits(feats)) > threshold).float()
+    return round(float((pred == labels).float().mean()), 4)
+
+
+def _pooled_features(model, tokenizer, defense, examples, cfg, *, console, what: str):
+    encoded = [encode(e, tokenizer, cfg.max_seq_len) for e in examples]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = next(model.parameters()).device
+    pooled, labels = [], []
+    captured = {}
+    gate = defense.gate
+    original = gate.forward
+    gate.forward = lambda x: captured.__setitem__("x", x.detach().float()) or original(x)
+    try:
+        with _progress(console if what else None) as bar:
+            task = bar.add_task(what or "features", total=len(encoded), loss=0.0, visible=bool(what))
+            for k in range(0, len(encoded), 8):
+                b = collate([{**e, "labels": e["input_ids"]} for e in encoded[k:k + 8]], pad)
+                defense.gate_scores(model, b["input_ids"].to(device), b["attention_mask"].to(device), b["pool"].to(device))
+                pooled.append(captured["x"].cpu())
+                labels.append(b["harm"])
+                bar.update(task, advance=len(b["pool"]))
+    finally:
+        gate.forward = original
+    return torch.cat(pooled), torch.cat(labels)
+
+
+def train_adapters(model, tokenizer, defense: Defense, train: list[Example], val: list[Example], cfg: TrainConfig,
+                   out_dir: Path, *, console=None, resume: bool = True) -> dict:
+    """Stage 2 (or plain LoRA when the gate is static): next-token loss on the assistant reply only."""
+    started = time.monotonic()
+    for p in defense.gate_parameters():
+        p.requires_grad_(False)
+    params = defense.adapter_parameters()
+    for p in params:
+        p.requires_grad_(True)
+    acc = _accelerator(cfg.grad_accum)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    encoded = [encode(e, tokenizer, cfg.max_seq_len) for e in train]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if cfg.skip_ungated and defense.gate is not None:
+        encoded = _gated_only(model, defense, encoded, pad)
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / CHECKPOINT
+    start_epoch = 0
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if state.get("train_config") == asdict(cfg):
+            defense.load_weights(state["weights"])
+            opt.load_state_dict(state["optimizer"])
+            start_epoch = state["epoch"]
+    model_p, opt = acc.prepare(model, opt)
+    device = acc.device
+    steps_per_epoch = math.ceil(len(encoded) / cfg.batch)
+    history = []
+    with _progress(console if acc.is_main_process else None) as bar:
+        task = bar.add_task("stage 2: adapters" if defense.gate is not None else "LoRA",
+                            total=steps_per_epoch * cfg.epochs, completed=steps_per_epoch * start_epoch, loss=0.0)
+        for epoch in range(start_epoch, cfg.epochs):
+            g = torch.Generator().manual_seed(cfg.seed + epoch)
+            model_p.train()
+            defense.train(True)
+            if defense.gate is not None:
+                defense.gate.eval()
+            shard = _batches(encoded, cfg.batch, g)[acc.process_index::acc.num_processes]
+            running = 0.0
+            for step, items in enumerate(shard, 1):
+                b = collate(items, pad)
+                with acc.accumulate(model_p):
+                    defense.state.scores = None
+                    defense.state.pool_positions = b["pool"].to(device)
+                    loss = reply_loss(model_p, b, device)
+                    acc.backward(loss)
+                    if acc.sync_gradients and cfg.clip:
+                        acc.clip_grad_norm_(params, cfg.clip)
+                    opt.step()
+                    opt.zero_grad()
+                running = 0.9 * running + 0.1 * float(loss.detach()) if step > 1 else float(loss.detach())
+                bar.update(task, advance=1, loss=running)
+            defense.state.pool_positions = None
+            history.append(round(running, 4))
+            if acc.is_main_process:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                torch.save({"epoch": epoch + 1, "weights": defense.weights(), "optimizer": opt.state_dict(),
+                            "train_config": asdict(cfg)}, ckpt_path)
+    model.eval()
+    defense.train(False)
+    result = {"loss_by_epoch": history, "seconds": round(time.monotonic() - started, 1)}
+    if val:
+        result["val_loss"] = round(evaluate_loss(model, tokenizer, defense, val, cfg), 4)
+    return result
+
+
+def reply_loss(model, b: dict, device) -> torch.Tensor:
+    """Next-token loss on the reply tokens. The LM head runs on those positions only: on a small model
+    the vocabulary projection is a large share of the compute."""
+    inner = getattr(getattr(model, "module", model), "model", None)
+    head = getattr(getattr(model, "module", model), "lm_head", None)
+    labels = b["labels"].to(device)
+    if inner is None or head is None:
+        return model(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device),
+                     labels=labels, use_cache=False).loss
+    hidden = inner(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device),
+                   use_cache=False).last_hidden_state
+    targets = labels[:, 1:]
+    keep = targets != -100
+    logits = head(hidden[:, :-1][keep])
+    return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+
+
+def _gated_only(model, defense: Defense, encoded: list[dict], pad: int) -> list[dict]:
+    device = next(model.parameters()).device
+    kept = []
+    for k in range(0, len(encoded), 8):
+        chunk = encoded[k:k + 8]
+        b = collate(chunk, pad)
+        scores = defense.gate_scores(model, b["input_ids"].to(device), b["attention_mask"].to(device), b["pool"].to(device))
+        kept.extend(e for e, g in zip(chunk, scores.tolist()) if g > defense.config.threshold)
+    return kept or encoded
+
+
+def evaluate_loss(model, tokenizer, defense: Defense, examples: list[Example], cfg: TrainConfig) -> float:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = next(model.parameters()).device
+    encoded = [encode(e, tokenizer, cfg.max_seq_len) for e in examples]
+    total, n = 0.0, 0
+    defense.train(True)  # raw gate, as in training
+    if defense.gate is not None:
+        defense.gate.eval()
+    model.eval()
+    try:
+        with torch.no_grad():
+            for k in range(0, len(encoded), cfg.batch):
+                b = collate(encoded[k:k + cfg.batch], pad)
+                defense.state.scores = None
+                defense.state.pool_positions = b["pool"].to(device)
+                total += float(reply_loss(model, b, device)) * len(b["pool"])
+                n += len(b["pool"])
+    finally:
+        defense.state.pool_positions = None
+        defense.train(False)
+    return total / max(1, n)
+
+
+def finish(defense: Defense, out_dir: Path, cfg: TrainConfig, report: dict) -> Path:
+    """Write the final artefacts (safetensors + defense.json + train_report.json); drop the checkpoint."""
+    import json
+
+    dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": None}[cfg.save_dtype]
+    out_dir = Path(out_dir)
+    save_defense(defense, out_dir, dtype=dtype)
+    (out_dir / "train_report.json").write_text(json.dumps({"train_config": asdict(cfg), **report}, indent=2) + "\n")
+    (out_dir / CHECKPOINT).unlink(missing_ok=True)
+    return out_dir

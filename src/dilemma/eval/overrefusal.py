@@ -1,0 +1,90 @@
+"""Over-refusal: the share of XSTest's 250 safe-but-scary-sounding prompts that a target refuses.
+
+"Refused" is decided by a compliance judge: `refusal` (phrases), `classifier` (the offline
+compliance classifier) or `xstest:<model>` (XSTest's own LLM classification prompt). A judge
+error is stored as such and left out of the rate (reported as `errors`).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import asdict, dataclass
+from importlib import resources
+
+from dilemma.behaviors import Behavior
+from dilemma.errors import UserError
+from dilemma.eval.itemrun import Item, eval_id, run_items
+from dilemma.judges.base import ERROR
+from dilemma.judges.registry import build_judge, parse_judge_spec
+from dilemma.models.base import GenParams
+from dilemma.models.pool import ModelPool
+from dilemma.models.spec import parse_spec
+from dilemma.store.db import RunStore
+
+COMPLIANCE_JUDGES = ("refusal", "classifier", "xstest")
+REFUSED, COMPLIED = "refused", "complied"
+
+
+def safe_prompts() -> list[Item]:
+    text = (resources.files("dilemma.eval") / "data" / "xstest_safe.csv").read_text(encoding="utf-8")
+    return [Item(f"xstest-{r['id']}", r["prompt"], {"type": r["type"]}) for r in csv.DictReader(text.splitlines())]
+
+
+@dataclass
+class OverRefusalConfig:
+    target: str
+    judge: str = "refusal"
+    max_tokens: int = 64
+    limit: int | None = None
+    concurrency: int = 32
+
+    def validate(self) -> None:
+        parse_spec(self.target)
+        prefix, model_spec, _ = parse_judge_spec(self.judge)
+        if prefix not in COMPLIANCE_JUDGES:
+            raise UserError(f"over-refusal needs a judge that tells compliance from refusal: use 'refusal', "
+                            f"'classifier' or 'xstest:<model spec>' (not {prefix!r}, which grades harm)")
+        if model_spec:
+            parse_spec(model_spec)
+        if self.max_tokens < 1 or self.concurrency < 1 or (self.limit is not None and self.limit < 1):
+            raise UserError("--max-tokens, --concurrency and --limit must be at least 1")
+
+    def identity(self) -> dict:
+        return {"target": self.target, "judge": self.judge, "max_tokens": self.max_tokens}
+
+
+async def run_overrefusal(config: OverRefusalConfig, store: RunStore, *, pool: ModelPool | None = None,
+                          show_progress: bool = True) -> dict:
+    config.validate()
+    items = safe_prompts()[: config.limit]
+    own_pool = pool is None
+    pool = pool or ModelPool(concurrency=config.concurrency)
+    try:
+        _, judge_model_spec, _ = parse_judge_spec(config.judge)
+        judge = build_judge(config.judge, pool.get(judge_model_spec) if judge_model_spec else None)
+        target = pool.get(config.target)
+        await pool.check_all()
+        eid = eval_id("overrefusal", config.identity())
+        store.ensure_eval(eid, "overrefusal", config.target, asdict(config))
+
+        async def grade(item: Item, reply: str):
+            verdict = await judge.judge(Behavior(item.id, item.prompt), reply, [])
+            label = ERROR if verdict.label == ERROR else (COMPLIED if verdict.success else REFUSED)
+            return label, verdict.score, {"judge": judge.name, "reason": verdict.reason, "type": item.data["type"]}
+
+        stored = await run_items(store, eid, items, target, GenParams(temperature=0.0, max_tokens=config.max_tokens),
+                                 grade, concurrency=config.concurrency, show_progress=show_progress,
+                                 title=f"over-refusal: {config.target}")
+        result = overrefusal_result(list(stored.values()))
+        store.finish_eval(eid, result)
+        return {"eval_id": eid, **result}
+    finally:
+        if own_pool:
+            await pool.aclose()
+
+
+def overrefusal_result(items) -> dict:
+    graded = [it for it in items if it.label in (REFUSED, COMPLIED)]
+    refused = sum(1 for it in graded if it.label == REFUSED)
+    return {"over_refusal": round(refused / len(graded), 4) if graded else 0.0, "n": len(graded),
+            "refused": refused, "errors": len(items) - len(graded)}

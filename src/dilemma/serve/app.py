@@ -1,0 +1,119 @@
+"""`/v1/chat/completions` (with SSE streaming) and `/v1/models` over one ChatModel.
+
+A defended model reports its harm-gate score per response: the `x_gate_score` field of the completion
+(and of the last stream chunk) and the `X-Dilemma-Gate` header. Local models generate a whole reply in
+one batched call, so a stream sends the finished reply in word-sized chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from dilemma.models.base import ChatModel, GenParams, Reply
+
+GATE_HEADER = "X-Dilemma-Gate"
+_ROLES = {"system", "user", "assistant"}
+
+
+def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
+
+
+def _content(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):  # OpenAI content parts: keep the text ones
+        parts = [p.get("text", "") for p in value if isinstance(p, dict) and p.get("type") == "text"]
+        return "".join(parts)
+    return None
+
+
+def _parse(body: Any) -> tuple[list[dict], GenParams, bool] | str:
+    if not isinstance(body, dict):
+        return "the request body must be a JSON object"
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "'messages' must be a non-empty list"
+    clean = []
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in _ROLES:
+            return "each message needs a role of system, user or assistant"
+        text = _content(m.get("content"))
+        if text is None:
+            return "each message needs text content"
+        clean.append({"role": m["role"], "content": text})
+    try:
+        max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 512)
+        params = GenParams(temperature=float(body.get("temperature", 1.0)), max_tokens=max_tokens,
+                           top_p=float(body.get("top_p", 1.0)),
+                           seed=None if body.get("seed") is None else int(body["seed"]))
+    except (TypeError, ValueError):
+        return "temperature, top_p, max_tokens and seed must be numbers"
+    if params.max_tokens < 1 or params.temperature < 0 or not 0 < params.top_p <= 1:
+        return "max_tokens must be >= 1, temperature >= 0 and top_p in (0, 1]"
+    return clean, params, bool(body.get("stream", False))
+
+
+def _gate_headers(reply: Reply) -> dict[str, str]:
+    score = reply.meta.get("gate_score")
+    return {} if score is None else {GATE_HEADER: f"{score:.6f}"}
+
+
+def build_app(model: ChatModel, *, served_name: str | None = None) -> FastAPI:
+    name = served_name or model.name
+    app = FastAPI(title="dilemma", docs_url=None, redoc_url=None)
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "dilemma"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, "the request body is not valid JSON")
+        parsed = _parse(body)
+        if isinstance(parsed, str):
+            return _error(400, parsed)
+        messages, params, stream = parsed
+        try:
+            reply = await model.generate(messages, params)
+        except Exception as exc:  # the client gets a clean 500, the server keeps serving
+            return _error(500, f"generation failed: {type(exc).__name__}", "server_error")
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        gate = reply.meta.get("gate_score")
+        if stream:
+            return StreamingResponse(_chunks(reply, cid, created, name, gate), media_type="text/event-stream",
+                                     headers=_gate_headers(reply))
+        payload = {
+            "id": cid, "object": "chat.completion", "created": created, "model": name,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
+                         "finish_reason": reply.finish_reason}],
+            "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+                      "total_tokens": reply.prompt_tokens + reply.completion_tokens},
+            "x_gate_score": gate,
+        }
+        return JSONResponse(payload, headers=_gate_headers(reply))
+
+    return app
+
+
+async def _chunks(reply: Reply, cid: str, created: int, name: str, gate):
+    def chunk(delta: dict, finish: str | None = None, **extra) -> str:
+        data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": name,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        return f"data: {json.dumps(data)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    for piece in re.findall(r"\s*\S+", reply.text) or [""]:
+        yield chunk({"content": piece})
+    yield chunk({}, reply.finish_reason, x_gate_score=gate)
+    yield "data: [DONE]\n\n"

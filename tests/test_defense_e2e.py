@@ -1,0 +1,68 @@
+"""A short ERR run on the real embedded model through the CLI: data -> train -> load -> eval.
+
+Marked slow: it loads SmolLM2-135M a few times and trains for a handful of steps (tiny sizes)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dilemma.defense.config import CONFIG_NAME, WEIGHTS_NAME, DefenseConfig
+from tests.conftest import assert_clean_error
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from tests.conftest import run_cli
+
+    root = tmp_path_factory.mktemp("err")
+    run_cli("defend", "data", "--out", root / "data", "--model", "embedded", "--plain", "2", "--trial", "1",
+            "--multi", "1", "--max-tokens", "6", check=True, timeout=600)
+    run_cli("defend", "train", "--model", "embedded", "--data", root / "data", "--out", root / "def",
+            "--gate-epochs", "3", "--max-seq-len", "96", "--batch", "4", "--start-layer", "27", "--rank", "2",
+            check=True, timeout=600)
+    return root
+
+
+def test_data_is_balanced_and_masked(trained):
+    rows = [json.loads(x) for d in ("train", "val") for x in (trained / "data" / f"{d}.jsonl").read_text().splitlines()]
+    labels = [r["harm_label"] for r in rows]
+    assert labels.count(1) == labels.count(0)
+    assert {r["kind"] for r in rows} >= {"plain", "trial"}
+    assert json.loads((trained / "data" / "meta.json").read_text())["config"]["seed"] == 42
+
+
+def test_train_writes_safetensors_config_and_report(trained):
+    d = trained / "def"
+    assert (d / WEIGHTS_NAME).exists() and (d / CONFIG_NAME).exists()
+    cfg = DefenseConfig.load(d)
+    assert cfg.detection_layer == 11  # scaled from the paper's 12 of 32 layers to 30
+    assert cfg.start_layer == 27
+    report = json.loads((d / "train_report.json").read_text())
+    assert "stage1" in report and "stage2" in report
+    assert not (d / "checkpoint.pt").exists()
+    assert (d / WEIGHTS_NAME).stat().st_size < 5_000_000
+
+
+def test_eval_json_has_the_promised_shape(trained, cli):
+    proc = cli("defend", "eval", "--base", "embedded", "--defense", trained / "def", "--run-dir", trained / "eval",
+               "--limit", "1", "--strongreject-limit", "1", "--xstest-limit", "2", "--benign-limit", "1",
+               "--max-rounds", "1", "--max-tokens", "4", "--latency-tokens", "4", "--json",
+               timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    for side in ("base", "defended"):
+        assert set(out[side]) == {"trial_asr", "direct_asr", "strongreject_asr", "over_refusal"}
+        assert all(0 <= v <= 1 for v in out[side].values())
+    assert out["benign_kl"] >= 0 and 0 <= out["gate_accuracy"] <= 1 and out["latency_ratio"] > 0
+
+
+def test_user_errors_are_one_line(trained, cli, tmp_path):
+    assert_clean_error(cli("defend", "train", "--model", "embedded", "--data", tmp_path, "--out", tmp_path / "o"),
+                       "train.jsonl")
+    assert_clean_error(cli("serve", "--model", "embedded", "--defense", str(tmp_path)), "defense")
+    assert_clean_error(cli("defend", "train", "--model", "embedded", "--data", trained / "data", "--out", tmp_path / "o",
+                           "--detection-layer", "20", "--start-layer", "15"), "detection-layer")

@@ -1,0 +1,123 @@
+"""`dilemma serve`'s app over a real socket, spoken to by a real HTTP client (httpx and the project's own client)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+import torch
+
+from dilemma.defense import DefenseConfig, install_defense
+from dilemma.models.base import GenParams
+from dilemma.serve import build_app
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    def __init__(self, model):
+        import uvicorn
+
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(build_app(model, served_name="tiny-defended"), host="127.0.0.1",
+                                                    port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def defended_tiny():
+    """A tiny random Llama that speaks the embedded tokenizer, with an ERR defense installed."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from dilemma.models.embedded import dequantized_copy
+    from dilemma.models.local_hf import LocalHFModel
+
+    tok = AutoTokenizer.from_pretrained(str(dequantized_copy()))
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048)).eval()
+    defense = install_defense(model, DefenseConfig(detection_layer=1, start_layer=2, rank=2, alpha=4, head_hidden=(8, 4)))
+    with torch.no_grad():
+        defense.gate.mlp[-1].bias.fill_(3.0)  # gate ~0.95 on every prompt: the adapters run
+    chat = LocalHFModel(model, tok, name="tiny-defended", max_batch=4)
+    yield chat
+    asyncio.run(chat.aclose())
+
+
+def test_chat_completion_reports_gate_score(defended_tiny):
+    with Served(defended_tiny) as base:
+        r = httpx.post(f"{base}/chat/completions", json={"model": "tiny-defended", "max_tokens": 5, "temperature": 0,
+                                                         "messages": [{"role": "user", "content": "hello"}]}, timeout=60)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["object"] == "chat.completion"
+        assert isinstance(body["choices"][0]["message"]["content"], str)
+        assert 0.5 < body["x_gate_score"] <= 1.0
+        assert float(r.headers["X-Dilemma-Gate"]) == pytest.approx(body["x_gate_score"], abs=1e-5)
+        assert body["usage"]["completion_tokens"] <= 5
+        models = httpx.get(f"{base}/models", timeout=10).json()
+        assert [m["id"] for m in models["data"]] == ["tiny-defended"]
+
+
+def test_streaming_sends_sse_chunks_and_done(defended_tiny):
+    with Served(defended_tiny) as base:
+        with httpx.stream("POST", f"{base}/chat/completions", timeout=60,
+                          json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 6, "temperature": 0,
+                                "stream": True}) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/event-stream")
+            assert "X-Dilemma-Gate" in r.headers
+            lines = [ln for ln in r.iter_lines() if ln.startswith("data: ")]
+        assert lines[-1] == "data: [DONE]"
+        chunks = [json.loads(ln[6:]) for ln in lines[:-1]]
+        assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+        assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+        assert chunks[-1]["x_gate_score"] is not None
+
+
+def test_bad_requests_get_openai_style_400(defended_tiny):
+    with Served(defended_tiny) as base:
+        r = httpx.post(f"{base}/chat/completions", content=b"{not json", timeout=10)
+        assert r.status_code == 400 and "error" in r.json()
+        r = httpx.post(f"{base}/chat/completions", json={"messages": []}, timeout=10)
+        assert r.status_code == 400 and "messages" in r.json()["error"]["message"]
+        r = httpx.post(f"{base}/chat/completions", json={"messages": [{"role": "robot", "content": "x"}]}, timeout=10)
+        assert r.status_code == 400
+
+
+def test_project_openai_client_can_attack_the_served_model(defended_tiny):
+    from dilemma.models.spec import load_model
+
+    with Served(defended_tiny) as base:
+        client = load_model(f"openai:tiny-defended@{base}?max_retries=0")
+
+        async def ask():
+            try:
+                return await client.generate([{"role": "user", "content": "hello"}], GenParams(temperature=0, max_tokens=4))
+            finally:
+                await client.aclose()
+
+        reply = asyncio.run(ask())
+        assert isinstance(reply.text, str)
