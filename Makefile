@@ -40,6 +40,8 @@ browser:
 bench: setup
 	$(BIN)/python benchmarks/campaign_concurrency.py
 	$(BIN)/python benchmarks/engine_throughput.py
+	$(BIN)/python benchmarks/probe_capture_memory.py
+	$(BIN)/python benchmarks/defense_overhead.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
 import statistics
 import time
@@ -27,6 +26,7 @@ from dilemma.behaviors import load_behaviors
 from dilemma.defense.model import get_defense
 from dilemma.defense.targets import prompt_hash
 from dilemma.errors import UserError
+from dilemma.eval.overrefusal import safe_prompts
 from dilemma.judges.refusal import is_refusal
 from dilemma.models.base import GenParams
 
@@ -83,10 +83,9 @@ def _write_behaviors(path: Path, behaviors) -> Path:
 
 
 def xstest_safe(limit: int) -> list[str]:
-    text = (files("dilemma.defense") / "data" / "xstest_safe.csv").read_text()
-    rows = list(csv.DictReader(text.splitlines()))
+    rows = safe_prompts()  # the one packaged copy of XSTest, shared with `dilemma overrefusal`
     step = max(1, len(rows) // max(1, limit))  # spread over the XSTest types
-    return [r["prompt"] for r in rows[::step]][:limit]
+    return [r.prompt for r in rows[::step]][:limit]
 
 
 def benign_test(limit: int) -> list[str]:

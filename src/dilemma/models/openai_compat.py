@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import random
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -27,6 +28,19 @@ class _Transient(Exception):
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+@contextmanager
+def _transport_errors(cut: str):
+    """Map httpx transport failures to retryable errors (`cut` names a dropped connection)."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise _Transient(f"timeout ({type(exc).__name__})") from None
+    except httpx.ConnectError:
+        raise _Transient("connection refused or dropped") from None
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        raise _Transient(f"{cut} ({type(exc).__name__})") from None
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -119,14 +133,8 @@ class OpenAICompatModel:
         raise ModelCallError(f"{self.name}: gave up after {self.max_retries + 1} attempts ({last_error})")
 
     async def _post(self, body: dict[str, Any]) -> Reply:
-        try:
+        with _transport_errors("connection error"):
             response = await self._http().post(f"{self.base_url}/chat/completions", json=body)
-        except httpx.TimeoutException as exc:
-            raise _Transient(f"timeout ({type(exc).__name__})") from None
-        except httpx.ConnectError:
-            raise _Transient("connection refused or dropped") from None
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            raise _Transient(f"connection error ({type(exc).__name__})") from None
         if response.status_code in RETRY_STATUS:
             raise _Transient(f"HTTP {response.status_code}", _retry_after(response))
         error = self._user_error_for(response)
@@ -149,7 +157,7 @@ class OpenAICompatModel:
     async def _post_stream(self, body: dict[str, Any]) -> Reply:
         pieces: list[str] = []
         finish, done = None, False
-        try:
+        with _transport_errors("stream cut"):
             async with self._http().stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
                 if response.status_code in RETRY_STATUS:
                     raise _Transient(f"HTTP {response.status_code}", _retry_after(response))
@@ -175,12 +183,6 @@ class OpenAICompatModel:
                         finish = choices[0].get("finish_reason") or finish
                     except (ValueError, KeyError, TypeError, AttributeError, IndexError):
                         raise _Transient("malformed stream chunk") from None
-        except httpx.TimeoutException as exc:
-            raise _Transient(f"timeout ({type(exc).__name__})") from None
-        except httpx.ConnectError:
-            raise _Transient("connection refused or dropped") from None
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            raise _Transient(f"stream cut ({type(exc).__name__})") from None
         if not done and finish is None:
             raise _Transient("truncated stream (no finish_reason or [DONE])")
         return Reply(text="".join(pieces), finish_reason=finish or "stop")
