@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 from rich.console import Console
 
@@ -12,5 +14,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console()
+# Piped or logged output (CI, `make demo | tee`) gets wide tables instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True)
