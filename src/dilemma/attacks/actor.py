@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from string import Template
 
 from dilemma.attacks.base import AttackSettings, Outcome, Roles
 from dilemma.attacks.common import ask_target, attacker_step, is_judged_round, judge_reply
 from dilemma.attacks.journal import Journal
-from dilemma.attacks.prompt_files import read_prompt, templates
+from dilemma.attacks.prompt_files import json_objects, read_prompt, templates
 from dilemma.attacks.trial.clue import rule_based_clue
 from dilemma.attacks.trial.followup import quote_from
 from dilemma.behaviors import Behavior
@@ -25,12 +24,8 @@ from dilemma.judges.refusal import is_refusal
 
 def parse_plan(text: str) -> str | None:
     """The attacker's plan as canonical JSON {"actor", "questions"}; None if unusable."""
-    for candidate in re.findall(r"\{.*\}", text, flags=re.S):
-        try:
-            data = json.loads(candidate)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(data, dict) or not isinstance(data.get("actor"), str) or not data["actor"].strip():
+    for data in json_objects(text):
+        if not isinstance(data.get("actor"), str) or not data["actor"].strip():
             continue
         questions = data.get("questions")
         if isinstance(questions, list) and questions and all(isinstance(q, str) and q.strip() for q in questions):

@@ -6,13 +6,11 @@ judgement, so `max_rounds` is both the iteration and the query budget.
 
 from __future__ import annotations
 
-import json
-import re
 
 from dilemma.attacks.base import AttackSettings, Outcome, Roles
 from dilemma.attacks.common import ask_target, attacker_step, judge_reply
 from dilemma.attacks.journal import Journal
-from dilemma.attacks.prompt_files import read_prompt, templates
+from dilemma.attacks.prompt_files import json_objects, read_prompt, templates
 from dilemma.behaviors import Behavior
 
 PROMPT, QUERY = "pair_prompt", "pair"
@@ -20,12 +18,8 @@ PROMPT, QUERY = "pair_prompt", "pair"
 
 def parse_pair_output(text: str) -> str | None:
     """The "prompt" field of the attacker's JSON answer; None if there is no usable one."""
-    for candidate in re.findall(r"\{.*\}", text, flags=re.S):
-        try:
-            data = json.loads(candidate)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(data, dict) and isinstance(data.get("prompt"), str) and data["prompt"].strip():
+    for data in json_objects(text):
+        if isinstance(data.get("prompt"), str) and data["prompt"].strip():
             return data["prompt"].strip()
     return None
 

@@ -178,7 +178,7 @@ def analyse(store: ActivationStore, manifest: dict, sets_pairs: dict[str, np.nda
 
 def summary_text(result: dict) -> str:
     lines = [f"dilemma probe: {result['model']}",
-             f"prompts per set: " + ", ".join(f"{SET_LABELS[n]} {k}" for n, k in result["sizes"].items()),
+             "prompts per set: " + ", ".join(f"{SET_LABELS[n]} {k}" for n, k in result["sizes"].items()),
              f"layers: 0..{result['n_layers'] - 1} (0 = embeddings), pooling: {result['pooling']}"]
     probe = result.get("probe")
     if probe:

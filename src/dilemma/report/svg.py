@@ -25,9 +25,7 @@ def hbars(bars: list[Bar], *, title: str, width: int = 640, row: int = 26) -> st
     label_w, pad, value_w = 230, 8, 60
     plot_w = width - label_w - value_w - 2 * pad
     height = 30 + row * max(1, len(bars)) + 20
-    parts = [f'<svg class="chart" role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}"><title>{escape(title)}</title>',
-             f'<text x="{pad}" y="18" class="ctitle">{escape(title)}</text>']
+    parts = _frame(title, width, height)
     x0 = label_w + pad
     for tick in (0, 0.25, 0.5, 0.75, 1.0):
         x = x0 + tick * plot_w
@@ -60,13 +58,7 @@ def grouped_bars(groups: list[str], series: dict[str, list[float]], *, title: st
     n_series = max(1, len(series))
     group_w = plot_w / max(1, len(groups))
     bar_w = max(2.0, group_w * 0.8 / n_series)
-    parts = [f'<svg class="chart" role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}"><title>{escape(title)}</title>',
-             f'<text x="8" y="18" class="ctitle">{escape(title)}</text>']
-    for frac in (0, 0.5, 1.0):
-        y = top + plot_h * (1 - frac)
-        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" class="grid"/>'
-                     f'<text x="{left - 4}" y="{y + 4:.1f}" class="tick" text-anchor="end">{_fmt(top_value * frac)}</text>')
+    parts = _frame(title, width, height) + _value_grid(left, width - right, top, plot_h, 0.0, top_value)
     for gi, group in enumerate(groups):
         gx = left + gi * group_w + group_w * 0.1
         for si, (name, values) in enumerate(series.items()):
@@ -94,13 +86,7 @@ def lines(series: dict[str, list[float]], *, title: str, width: int = 640, heigh
     if hi - lo < 1e-12:
         lo, hi = lo - 0.5, hi + 0.5
     n = max([len(vs) for vs in series.values()] + [2])
-    parts = [f'<svg class="chart" role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}"><title>{escape(title)}</title>',
-             f'<text x="8" y="18" class="ctitle">{escape(title)}</text>']
-    for frac in (0, 0.5, 1.0):
-        y = top + plot_h * (1 - frac)
-        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" class="grid"/>'
-                     f'<text x="{left - 4}" y="{y + 4:.1f}" class="tick" text-anchor="end">{_fmt(lo + (hi - lo) * frac)}</text>')
+    parts = _frame(title, width, height) + _value_grid(left, width - right, top, plot_h, lo, hi)
     for tick in sorted({0, (n - 1) // 2, n - 1}):
         x = left + plot_w * tick / (n - 1)
         parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 14}" class="tick" text-anchor="middle">{tick}</text>')
@@ -123,3 +109,20 @@ def _legend(names: list[str], x: float, y: float) -> str:
         out.append(f'<rect x="{x:.1f}" y="{y + i * 14:.1f}" width="10" height="10" fill="{PALETTE[i % len(PALETTE)]}"/>'
                    f'<text x="{x + 14:.1f}" y="{y + 9 + i * 14:.1f}" class="tick">{escape(short)}</text>')
     return "".join(out)
+
+
+def _frame(title: str, width: int, height: int) -> list[str]:
+    """The opening of a chart: the svg element and its visible title."""
+    return [f'<svg class="chart" role="img" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}"><title>{escape(title)}</title>',
+            f'<text x="8" y="18" class="ctitle">{escape(title)}</text>']
+
+
+def _value_grid(x0: float, x1: float, top: float, plot_h: float, lo: float, hi: float) -> list[str]:
+    """Three horizontal grid lines (bottom, middle, top) labelled with the values lo..hi."""
+    parts = []
+    for frac in (0, 0.5, 1.0):
+        y = top + plot_h * (1 - frac)
+        parts.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x1}" y2="{y:.1f}" class="grid"/>'
+                     f'<text x="{x0 - 4}" y="{y + 4:.1f}" class="tick" text-anchor="end">{_fmt(lo + (hi - lo) * frac)}</text>')
+    return parts

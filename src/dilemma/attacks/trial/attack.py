@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 
 from dilemma.attacks.base import AttackSettings, Outcome, Roles
-from dilemma.attacks.common import ask_target, judge_reply
+from dilemma.attacks.common import ask_target, attacker_step, is_judged_round, judge_reply
 from dilemma.attacks.journal import Journal
 from dilemma.attacks.trial.clue import Clue, extract_clue
 from dilemma.attacks.trial.followup import (
-    followup_case, llm_followup, picked_option_b, template_followup,
+    followup_case, followup_prompt, picked_option_b, template_followup,
 )
 from dilemma.attacks.trial.prompts import PromptBook, prompt_book
 from dilemma.attacks.trial.scenario import write_scenario
@@ -65,7 +65,7 @@ class TrialAttack:
                                                     scenario_turn.meta, question, answer, rnd)
             reply = await ask_target(journal, roles, s, question, stage)
             answer = reply.content
-            judged = (rnd > s.judge_skip_rounds and (stage != PULLBACK or s.judge_pullback)) or rnd == s.max_rounds
+            judged = is_judged_round(rnd, s) and (stage != PULLBACK or s.judge_pullback or rnd == s.max_rounds)
             if judged:
                 verdict = await judge_reply(journal, roles, behavior, reply)
                 if verdict.success:
@@ -74,14 +74,11 @@ class TrialAttack:
 
     async def _followup(self, journal: Journal, roles: Roles, behavior: Behavior, case: str, stage: str,
                         clue: Clue, scenario_meta: dict, question: str, answer: str, rnd: int) -> str:
-        async def produce():
-            if roles.attacker is not None:
-                text = await llm_followup(roles.attacker, self.book, case, clue=clue, last_question=question,
-                                          last_answer=answer, params=self.settings.attacker_params)
-                if text:
-                    return text, {"source": "attacker", "case": case}
-            text = template_followup(self.book, case, clue=clue, scenario_meta=scenario_meta, last_answer=answer,
-                                     behavior_prompt=behavior.prompt, rng=self._rng(behavior, f"followup{rnd}"))
-            return text, {"source": "template", "case": case}
-
-        return (await journal.step("attacker", stage, produce)).content
+        turn = await attacker_step(
+            journal, roles, self.settings, stage,
+            llm_prompt=followup_prompt(self.book, case, clue=clue, last_question=question, last_answer=answer),
+            template=lambda: template_followup(self.book, case, clue=clue, scenario_meta=scenario_meta,
+                                               last_answer=answer, behavior_prompt=behavior.prompt,
+                                               rng=self._rng(behavior, f"followup{rnd}")),
+        )
+        return turn.content

@@ -13,7 +13,6 @@ from string import Template
 from dilemma.attacks.trial.clue import Clue
 from dilemma.attacks.trial.prompts import PromptBook
 from dilemma.judges.refusal import is_refusal
-from dilemma.models.base import ChatModel, GenParams
 
 REFUSAL, DEEPEN, LAST = "refusal", "deepen", "last"
 
@@ -59,16 +58,9 @@ def template_followup(book: PromptBook, case: str, *, clue: Clue, scenario_meta:
     )
 
 
-async def llm_followup(attacker: ChatModel, book: PromptBook, case: str, *, clue: Clue, last_question: str,
-                       last_answer: str, params: GenParams, retries: int = 1) -> str | None:
-    """The attacker's follow-up, or None when it gives nothing usable (empty, or it refused the task)."""
-    message = book.followup.substitute(
+def followup_prompt(book: PromptBook, case: str, *, clue: Clue, last_question: str, last_answer: str) -> str:
+    """What the attacker model is asked for its next message."""
+    return book.followup.substitute(
         goal=clue.goal, action=clue.action, theme=clue.theme, last_question=last_question,
         last_answer=last_answer, case_instructions=book.followup_cases[case],
     )
-    for _ in range(1 + retries):
-        out = await attacker.generate([{"role": "user", "content": message}], params)
-        text = clean_attacker_output(out.text)
-        if text and not is_refusal(text):
-            return text
-    return None
