@@ -25,7 +25,7 @@ def main() -> None:
     prompts = benign_test(args.prompts)
     ratio = latency_ratio(base, defended, prompts, args.tokens)
     kl = benign_kl(base, defended, prompts)
-    gate = gate_accuracy(defended, [], prompts + xstest_safe(args.prompts))
+    gate = gate_accuracy(defended, [], prompts + [it.prompt for it in xstest_safe(args.prompts)])
     print(f"latency ratio (defended/base, {args.tokens} tokens, median of {len(prompts)}): {ratio:.3f}  goal <= 1.05")
     print(f"benign KL(base || defended): {kl:.5f}  goal <= 0.01")
     if gate is not None:

@@ -26,9 +26,8 @@ from dilemma.behaviors import load_behaviors
 from dilemma.defense.model import get_defense
 from dilemma.defense.targets import prompt_hash
 from dilemma.errors import UserError
-from dilemma.eval.overrefusal import safe_prompts
-from dilemma.judges.refusal import is_refusal
-from dilemma.models.base import GenParams
+from dilemma.eval.itemrun import Item
+from dilemma.eval.overrefusal import OverRefusalConfig, run_overrefusal, safe_prompts
 
 
 @dataclass
@@ -82,10 +81,10 @@ def _write_behaviors(path: Path, behaviors) -> Path:
     return path
 
 
-def xstest_safe(limit: int) -> list[str]:
+def xstest_safe(limit: int) -> list[Item]:
     rows = safe_prompts()  # the one packaged copy of XSTest, shared with `dilemma overrefusal`
     step = max(1, len(rows) // max(1, limit))  # spread over the XSTest types
-    return [r.prompt for r in rows[::step]][:limit]
+    return rows[::step][:limit]
 
 
 def benign_test(limit: int) -> list[str]:
@@ -113,10 +112,20 @@ async def _campaign_asr(spec: str, model, method: str, behaviors_file: Path, cfg
     return result.successes / finished
 
 
-def over_refusal(model, prompts: list[str], max_tokens: int) -> float:
-    replies = model.engine.generate_batch([[{"role": "user", "content": p}] for p in prompts],
-                                          GenParams(temperature=0.0, max_tokens=max_tokens))
-    return sum(is_refusal(r.text) for r in replies) / max(1, len(replies))
+async def _over_refusal(spec: str, model, items: list[Item], max_tokens: int, store_dir: Path) -> float:
+    """The same measurement as `dilemma overrefusal` (refusal judge), on this side's model and subset."""
+    from dilemma.models.pool import ModelPool
+    from dilemma.store.db import open_store
+
+    pool = ModelPool()
+    pool.put(spec, model)
+    store = open_store(store_dir)
+    try:
+        config = OverRefusalConfig(target=spec, judge="refusal", max_tokens=max_tokens, concurrency=len(items) or 1)
+        result = await run_overrefusal(config, store, pool=pool, items=items)
+    finally:
+        store.close()
+    return result["over_refusal"]
 
 
 def _encode(tok, prompt: str) -> list[int]:
@@ -177,10 +186,10 @@ def latency_ratio(base, defended, prompts: list[str], tokens: int) -> float:
     return statistics.median(ratios) if ratios else 1.0
 
 
-def measure_side(spec: str, model, sub: Path, bfile: Path, sfile: Path, xstest: list[str], cfg: EvalConfig) -> dict:
+def measure_side(spec: str, model, sub: Path, bfile: Path, sfile: Path, xstest: list[Item], cfg: EvalConfig) -> dict:
     """ASRs and over-refusal of one model; stored in `sub/side.json` and reused when spec, sizes and prompts match."""
     key = {"spec": spec, "config": asdict(cfg), "behaviors": bfile.read_text(), "strongreject": sfile.read_text(),
-           "xstest": xstest}
+           "xstest": [it.prompt for it in xstest]}
     cache = sub / "side.json"
     if cache.exists():
         stored = json.loads(cache.read_text())
@@ -190,14 +199,15 @@ def measure_side(spec: str, model, sub: Path, bfile: Path, sfile: Path, xstest: 
         "trial_asr": asyncio.run(_campaign_asr(spec, model, "trial", bfile, cfg, sub / "trial")),
         "direct_asr": asyncio.run(_campaign_asr(spec, model, "direct", bfile, cfg, sub / "direct")),
         "strongreject_asr": asyncio.run(_campaign_asr(spec, model, "direct", sfile, cfg, sub / "strongreject")),
-        "over_refusal": over_refusal(model, xstest, min(cfg.max_tokens, 32)),  # refusals come first
+        # refusals come first, so a short reply is enough to tell
+        "over_refusal": asyncio.run(_over_refusal(spec, model, xstest, min(cfg.max_tokens, 32), sub / "overrefusal")),
     }
     sub.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({"key": key, "result": result}) + "\n")
     return result
 
 
-def prepare(base_spec: str, defended_spec: str, run_dir: Path, cfg: EvalConfig) -> tuple[Path, Path, list[str], list[str], list]:
+def prepare(base_spec: str, defended_spec: str, run_dir: Path, cfg: EvalConfig) -> tuple[Path, Path, list[Item], list[str], list]:
     """Held-out behavior files and prompt lists shared by both sides."""
     from dilemma.defense.loading import resolve_defense
 

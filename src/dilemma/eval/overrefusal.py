@@ -54,9 +54,14 @@ class OverRefusalConfig:
 
 
 async def run_overrefusal(config: OverRefusalConfig, store: RunStore, *, pool: ModelPool | None = None,
-                          show_progress: bool = True) -> dict:
+                          show_progress: bool = True, items: list[Item] | None = None) -> dict:
+    """Over-refusal on the first `config.limit` safe prompts, or on the given subset of them."""
     config.validate()
-    items = safe_prompts()[: config.limit]
+    identity = config.identity()
+    if items is None:
+        items = safe_prompts()[: config.limit]
+    else:
+        identity["items"] = [it.id for it in items]
     own_pool = pool is None
     pool = pool or ModelPool(concurrency=config.concurrency)
     try:
@@ -64,7 +69,7 @@ async def run_overrefusal(config: OverRefusalConfig, store: RunStore, *, pool: M
         judge = build_judge(config.judge, pool.get(judge_model_spec) if judge_model_spec else None)
         target = pool.get(config.target)
         await pool.check_all()
-        eid = eval_id("overrefusal", config.identity())
+        eid = eval_id("overrefusal", identity)
         store.ensure_eval(eid, "overrefusal", config.target, asdict(config))
 
         async def grade(item: Item, reply: str):
