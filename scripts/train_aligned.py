@@ -3,9 +3,14 @@
     .venv/bin/python scripts/train_aligned.py --data ../shared/data --out src/dilemma/defense/builtin/aligned
 
 Harmful prompts (refusal_direction harmful_train + safe_responses behaviors) get plain refusals;
-harmless ones (the package's benign_train.jsonl) get the base model's own greedy answers, so the adapter
-learns to refuse without drifting on benign requests. Defaults are sized for a busy 2-core CPU: adapters
-on the top 8 of 30 layers, short targets (the backward pass then only runs through those layers). A plain LoRA = the gated LoRA with a static gate of 1.
+harmless ones get the base model's own greedy answers, so the adapter learns to refuse without drifting
+on benign requests. The harmless side has two parts: plain instructions (the package's benign_train.jsonl)
+and borderline-safe ones written for this project (borderline_train.jsonl: "kill a zombie process",
+"slaughter a chicken humanely", definitions, history, games), which sound dangerous but are not; without
+them the adapter learns "scary word => refuse" and over-refuses XSTest. Benign examples outnumber harmful
+ones, for the same reason. XSTest itself is never trained on (it is the over-refusal test).
+Adapters sit on the top 8 of 30 layers (the backward pass then only runs through those layers).
+A plain LoRA = the gated LoRA with a static gate of 1.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from dilemma.defense.examples import BENIGN, HARMFUL, Example, balance_and_split
 from dilemma.defense.model import install_defense
 from dilemma.defense.targets import engage_targets, prompt_hash, refusal_target
 from dilemma.defense.train import TrainConfig, finish, train_adapters
+from dilemma.judges.refusal import is_refusal
 from dilemma.models.embedded import load_embedded_weights
 
 
@@ -39,14 +45,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--out", type=Path, default=Path("src/dilemma/defense/builtin/aligned"))
-    ap.add_argument("--harmful", type=int, default=64)
-    ap.add_argument("--benign", type=int, default=48)
-    ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--harmful", type=int, default=192)
+    ap.add_argument("--benign", type=int, default=240, help="Plain harmless instructions (borderline ones are added to these)")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--start-layer", type=int, default=22)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--benign-tokens", type=int, default=16, help="Length of the base model's own benign answers")
+    ap.add_argument("--benign-tokens", type=int, default=32, help="Length of the base model's own benign answers")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     console = Console(stderr=True)
@@ -59,11 +65,12 @@ def main() -> None:
     harmful = harmful[: args.harmful]
     benign_rows = [json.loads(x) for x in (files("dilemma.defense") / "data" / "benign_train.jsonl").read_text().splitlines()]
     benign = [r["prompt"] for r in benign_rows[: args.benign]]
+    benign += [json.loads(x)["prompt"] for x in (files("dilemma.defense") / "data" / "borderline_train.jsonl").read_text().splitlines() if x.strip()]
     console.print(f"generating {len(benign)} benign targets with the base model")
     answers = engage_targets(model, tok, [[{"role": "user", "content": p}] for p in benign], max_tokens=args.benign_tokens)
     examples = [Example([{"role": "user", "content": p}], refusal_target(rng), HARMFUL) for p in harmful]
-    examples += [Example([{"role": "user", "content": p}], a, BENIGN) for p, a in zip(benign, answers) if a.strip()]
-    train, val = balance_and_split(examples, seed=42)
+    examples += [Example([{"role": "user", "content": p}], a, BENIGN) for p, a in zip(benign, answers) if a.strip() and not is_refusal(a)]
+    train, val = balance_and_split(examples, seed=42, balance=False)  # keep benign > harmful
 
     config = DefenseConfig(static_gate=True, start_layer=args.start_layer, detection_layer=0, rank=args.rank,
                            alpha=2.0 * args.rank, dropout=0.05, base="embedded")

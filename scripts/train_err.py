@@ -6,9 +6,11 @@ The same recipe as `dilemma defend data` + `dilemma defend train`, with the size
 artefact (small: the shipped one was trained on a shared 2-core CPU); data go to --data-dir (default: a
 temporary folder) and are not shipped. Equivalent CLI:
 
-    dilemma defend data --out D --model embedded --plain 16 --trial 8 --multi 4 --max-tokens 16
-    dilemma defend train --model embedded-aligned --data D --out OUT --start-layer 22 --rank 8 --alpha 16 \
-        --epochs 1 --gate-epochs 100 --lr 2e-3 --gate-lr 1e-3 --max-seq-len 384 --skip-ungated
+    dilemma defend data --out D --model embedded-aligned --plain 80 --trial 40 --multi 30 --max-tokens 48
+    dilemma defend train --model embedded-aligned --data D --out OUT --rank 4 --alpha 8 \
+        --epochs 2 --gate-epochs 100 --lr 1e-3 --gate-lr 1e-3 --max-seq-len 384 --skip-ungated
+
+Layers are the paper's scaled to 30: the gate reads hidden_states[11], adapters on layers 15-29.
 """
 
 from __future__ import annotations
@@ -32,16 +34,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("src/dilemma/defense/builtin/err"))
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--model", default="embedded-aligned")
-    ap.add_argument("--engage-model", default="embedded", help="Whose own answers are the plain Engage targets")
-    ap.add_argument("--plain", type=int, default=16)
-    ap.add_argument("--trial", type=int, default=8)
-    ap.add_argument("--multi", type=int, default=4)
-    ap.add_argument("--engage-tokens", type=int, default=16)
-    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--engage-model", default="embedded-aligned", help="Whose own answers are the plain Engage targets")
+    ap.add_argument("--plain", type=int, default=80)
+    ap.add_argument("--trial", type=int, default=40)
+    ap.add_argument("--multi", type=int, default=30)
+    ap.add_argument("--engage-tokens", type=int, default=48)
+    ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--gate-epochs", type=int, default=100)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--rank", type=int, default=8)
-    ap.add_argument("--start-layer", type=int, default=22, help="Paper-scaled default is 15; 22 fits a 2-core CPU")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--rank", type=int, default=4)
+    ap.add_argument("--start-layer", type=int, default=-1, help="-1: scaled from the paper (15 of 30)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--max-seq-len", type=int, default=384)
     args = ap.parse_args()

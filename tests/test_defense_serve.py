@@ -97,6 +97,65 @@ def test_streaming_sends_sse_chunks_and_done(defended_tiny):
         assert chunks[-1]["x_gate_score"] is not None
 
 
+def _stream_text(base: str, max_tokens: int) -> tuple[list[str], str]:
+    body = {"messages": [{"role": "user", "content": "Tell me about rivers."}], "max_tokens": max_tokens,
+            "temperature": 0, "stream": True}
+    with httpx.stream("POST", f"{base}/chat/completions", timeout=60, json=body) as r:
+        chunks = [json.loads(ln[6:]) for ln in r.iter_lines() if ln.startswith("data: {")]
+    pieces = [c["choices"][0]["delta"].get("content", "") for c in chunks]
+    return [p for p in pieces if p], chunks[-1]["choices"][0]["finish_reason"]
+
+
+def test_local_models_stream_token_by_token_and_match_the_whole_reply(defended_tiny):
+    with Served(defended_tiny) as base:
+        pieces, finish = _stream_text(base, 12)
+        whole = httpx.post(f"{base}/chat/completions", timeout=60, json={
+            "messages": [{"role": "user", "content": "Tell me about rivers."}], "max_tokens": 12, "temperature": 0}).json()
+    assert "".join(pieces) == whole["choices"][0]["message"]["content"]
+    assert finish == whole["choices"][0]["finish_reason"]
+    assert len(pieces) >= 4  # several token-sized pieces, not one finished blob
+
+
+def test_a_client_that_leaves_mid_stream_frees_its_row(defended_tiny):
+    engine = defended_tiny.engine
+    with Served(defended_tiny) as base:
+        before = engine.stats.steps_run
+        with httpx.stream("POST", f"{base}/chat/completions", timeout=60, json={
+                "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2000, "temperature": 0,
+                "stream": True}) as r:
+            for line in r.iter_lines():
+                if '"content": "' in line and '"content": ""' not in line:
+                    break  # got a token: hang up
+        deadline = time.monotonic() + 20
+        steps = engine.stats.steps_run
+        while time.monotonic() < deadline:  # the engine goes idle instead of decoding 2000 tokens
+            time.sleep(0.5)
+            if engine.stats.steps_run == steps:
+                break
+            steps = engine.stats.steps_run
+        assert engine.stats.steps_run == steps
+        assert steps - before < 1000  # far fewer than the 2000 tokens asked for
+        pieces, _ = _stream_text(base, 4)  # and keeps serving
+        assert pieces
+
+
+def test_models_that_cannot_stream_send_word_chunks():
+    from dilemma.models.base import Reply
+
+    class Fixed:
+        name = "fixed"
+
+        async def generate(self, messages, params):
+            return Reply(text="one two three", meta={"gate_score": 0.25})
+
+        async def aclose(self):
+            pass
+
+    with Served(Fixed()) as base:
+        pieces, finish = _stream_text(base, 5)
+    assert pieces == ["one", " two", " three"] and finish == "stop"
+
+
 def test_bad_requests_get_openai_style_400(defended_tiny):
     with Served(defended_tiny) as base:
         r = httpx.post(f"{base}/chat/completions", content=b"{not json", timeout=10)

@@ -21,7 +21,7 @@ def data(
     benign: str = typer.Option("", "--benign", help="Benign prompts file (default: the package's Alpaca subset)"),
     plain: int = typer.Option(60, "--plain", help="Plain requests per class"),
     trial: int = typer.Option(30, "--trial", help="Single-turn TRIAL dilemmas per class"),
-    multi: int = typer.Option(10, "--multi", help="Harmful multi-turn TRIAL conversations"),
+    multi: int = typer.Option(10, "--multi", help="Multi-turn TRIAL conversations per class (all three follow-up cases)"),
     writer: str = typer.Option("template", "--writer", help="'template' (offline) or a model spec that writes targets"),
     model: str = typer.Option("embedded-aligned", "--model", help="Offline: the model whose own answers are the Engage targets"),
     max_tokens: int = typer.Option(96, "--max-tokens", help="Max tokens of a written target"),
@@ -32,7 +32,7 @@ def data(
     from dilemma.defense.builder import DataConfig, build
     from dilemma.errors import UserError
 
-    if min(plain, trial, multi) < 0 or plain + trial == 0:
+    if min(plain, trial, multi) < 0 or plain + trial + multi == 0:
         raise UserError("--plain/--trial/--multi must be >= 0 and not all zero")
     meta = build(DataConfig(harmful=harmful, benign=benign, plain=plain, trial=trial, multi=multi, writer=writer,
                             model=model, max_tokens=max_tokens, framework=framework, seed=seed), out_dir, console=err)

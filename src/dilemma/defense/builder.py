@@ -2,8 +2,11 @@
 
 Harmful requests become Explain examples, benign ones Engage examples, in three shapes: the plain
 request, a single-turn TRIAL dilemma built around it (the attack's own offline templates), and a
-multi-turn TRIAL conversation (dilemma, a refusal, the attacker's follow-up). Benign requests are also
-wrapped in TRIAL dilemmas, so the gate learns that the framing alone is not the harm.
+multi-turn TRIAL conversation (dilemma, a first reply, the attacker's stage-2 follow-up, cycling through
+the three follow-up cases: after a refusal, deepening an Option-A answer, the last-round direct ask).
+Benign requests get the same three shapes, so the gate learns that the framing alone is not the harm.
+The default benign pool is plain instructions plus borderline-safe prompts ("kill a zombie process"),
+so the gate does not learn "scary word => harmful".
 
 Targets come from a writer model (the victim answers under the explain or engage system prompt and
 writes `<reasoning>` + `<response>`) or, offline, from templates (Explain) and the defended model's own
@@ -21,7 +24,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from dilemma.attacks.trial.clue import rule_based_clue
-from dilemma.attacks.trial.followup import REFUSAL, template_followup
+from dilemma.attacks.trial.followup import DEEPEN, LAST, REFUSAL, template_followup
 from dilemma.attacks.trial.prompts import prompt_book
 from dilemma.attacks.trial.scenario import template_scenario
 from dilemma.behaviors import Behavior, load_behaviors
@@ -40,7 +43,7 @@ class DataConfig:
     benign: str = ""  # a .jsonl/.csv of prompts; default: the package's benign_train.jsonl
     plain: int = 60  # per class
     trial: int = 30  # per class, single-turn dilemmas
-    multi: int = 10  # harmful multi-turn conversations
+    multi: int = 10  # per class, multi-turn dilemma conversations
     writer: str = TEMPLATE
     model: str = "embedded-aligned"  # answers the Engage side offline
     max_tokens: int = 48
@@ -50,8 +53,11 @@ class DataConfig:
 
 def benign_prompts(source: str) -> list[str]:
     if not source:
-        text = (files("dilemma.defense") / "data" / "benign_train.jsonl").read_text()
-        return [json.loads(x)["prompt"] for x in text.splitlines() if x.strip()]
+        prompts = []
+        for name in ("benign_train.jsonl", "borderline_train.jsonl"):
+            text = (files("dilemma.defense") / "data" / name).read_text()
+            prompts += [json.loads(x)["prompt"] for x in text.splitlines() if x.strip()]
+        return prompts
     return [b.prompt for b in load_behaviors(source)]
 
 
@@ -67,39 +73,42 @@ def trial_opening(behavior: Behavior, rng: random.Random, framework: str) -> tup
 def conversations(cfg: DataConfig) -> list[tuple[list[Message], int, str, str]]:
     """(messages, harm_label, kind, source) with the last assistant reply still to be written.
 
-    source is the harmful request (for held-out hashes), the benign prompt, or, for a benign dilemma,
-    its offline Engage answer."""
+    source is the harmful request (for held-out hashes), the benign prompt, or, for a single-turn benign
+    dilemma, its offline Engage answer."""
     rng = random.Random(cfg.seed)
-    harmful = load_behaviors(cfg.harmful)
-    harmful = list(harmful)
+    harmful = list(load_behaviors(cfg.harmful))
     rng.shuffle(harmful)
     benign = benign_prompts(cfg.benign)
     rng.shuffle(benign)
-    need_h, need_b = cfg.plain + cfg.trial + cfg.multi, cfg.plain + cfg.trial
-    if len(harmful) < need_h or len(benign) < need_b:
-        raise UserError(f"need {need_h} harmful and {need_b} benign prompts, have {len(harmful)} and {len(benign)}")
+    need = cfg.plain + cfg.trial + cfg.multi
+    if len(harmful) < need or len(benign) < need:
+        raise UserError(f"need {need} harmful and {need} benign prompts, have {len(harmful)} and {len(benign)}")
     out: list[tuple[list[Message], int, str, str]] = []
-    for b in harmful[: cfg.plain]:
-        out.append(([{"role": "user", "content": b.prompt}], HARMFUL, "plain", b.prompt))
-    for b in harmful[cfg.plain: cfg.plain + cfg.trial]:
-        opening, _, _ = trial_opening(b, rng, cfg.framework)
-        out.append(([{"role": "user", "content": opening}], HARMFUL, "trial", b.prompt))
-    book = prompt_book()
-    for b in harmful[cfg.plain + cfg.trial: need_h]:
-        opening, meta, clue = trial_opening(b, rng, cfg.framework)
-        first = explain_target(rng)
-        follow = template_followup(book, REFUSAL, clue=clue, scenario_meta=meta, last_answer=first,
-                                   behavior_prompt=b.prompt, rng=rng)
-        out.append(([{"role": "user", "content": opening}, {"role": "assistant", "content": first},
-                     {"role": "user", "content": follow}], HARMFUL, "trial_multi", b.prompt))
-    for i, p in enumerate(benign[:need_b]):
-        if i < cfg.plain:
-            out.append(([{"role": "user", "content": p}], BENIGN, "plain", p))
-        else:
-            opening, meta, clue = trial_opening(Behavior(id=f"benign-{i}", prompt=p), rng, cfg.framework)
-            offline = engage_trial_target(rng, name=meta.get("character", "the character"), action=clue.action)
-            out.append(([{"role": "user", "content": opening}], BENIGN, "trial", offline))
+    benign_behaviors = [Behavior(id=f"benign-{i}", prompt=p) for i, p in enumerate(benign[:need])]
+    for label, behaviors in ((HARMFUL, harmful[:need]), (BENIGN, benign_behaviors)):
+        for i, b in enumerate(behaviors):
+            if i < cfg.plain:
+                out.append(([{"role": "user", "content": b.prompt}], label, "plain", b.prompt))
+                continue
+            opening, meta, clue = trial_opening(b, rng, cfg.framework)
+            name = meta.get("character", "the character")
+            if i < cfg.plain + cfg.trial:
+                source = b.prompt if label == HARMFUL else engage_trial_target(rng, name=name, action=clue.action)
+                out.append(([{"role": "user", "content": opening}], label, "trial", source))
+                continue
+            out.append((multi_turn(opening, meta, clue, b, case=(REFUSAL, DEEPEN, LAST)[i % 3], rng=rng), label,
+                        "trial_multi", b.prompt))
     return out
+
+
+def multi_turn(opening: str, meta: dict, clue, behavior: Behavior, *, case: str, rng: random.Random) -> list[Message]:
+    """Dilemma, a first reply (a refusal for the refusal case, an Option-A choice otherwise), the follow-up."""
+    name = meta.get("character", "the character")
+    first = explain_target(rng) if case == REFUSAL else engage_trial_target(rng, name=name, action=clue.action)
+    follow = template_followup(prompt_book(), case, clue=clue, scenario_meta=meta, last_answer=first,
+                               behavior_prompt=behavior.prompt, rng=rng)
+    return [{"role": "user", "content": opening}, {"role": "assistant", "content": first},
+            {"role": "user", "content": follow}]
 
 
 _RESPONSE = re.compile(r"<response>(.*?)(?:</response>|$)", re.S | re.I)
@@ -138,7 +147,7 @@ def build(cfg: DataConfig, out_dir: Path, *, console=None) -> dict:
         for i, (_, label, kind, source) in enumerate(convs):
             if label == BENIGN and kind == "trial":
                 targets[i] = source
-        benign_idx = [i for i, (_, label, kind, _) in enumerate(convs) if label == BENIGN and kind == "plain"]
+        benign_idx = [i for i, (_, label, kind, _) in enumerate(convs) if label == BENIGN and kind != "trial"]
         if console:
             console.print(f"writing {len(benign_idx)} Engage answers with {cfg.model}")
         local = load_model(cfg.model)

@@ -48,12 +48,14 @@ def read_jsonl(path: Path) -> list[Example]:
     return out
 
 
-def balance_and_split(examples: list[Example], *, seed: int = 42, val_fraction: float = 0.1) -> tuple[list[Example], list[Example]]:
-    """Oversample the smaller class to 1:1, shuffle with `seed`, split train/val (official: 42, 90/10)."""
+def balance_and_split(examples: list[Example], *, seed: int = 42, val_fraction: float = 0.1,
+                      balance: bool = True) -> tuple[list[Example], list[Example]]:
+    """Oversample the smaller class to 1:1 (unless `balance` is off), shuffle with `seed`, split train/val
+    (official: 42, 90/10)."""
     rng = random.Random(seed)
     harmful = [e for e in examples if e.harm_label == HARMFUL]
     benign = [e for e in examples if e.harm_label == BENIGN]
-    if harmful and benign:
+    if balance and harmful and benign:
         small, big = sorted((harmful, benign), key=len)
         small = small + [rng.choice(small) for _ in range(len(big) - len(small))]
         examples = small + big

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypedDict, runtime_checkable
+from typing import Any, AsyncIterator, Protocol, TypedDict, runtime_checkable
 
 
 class Message(TypedDict):
@@ -28,6 +28,16 @@ class Reply:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Delta:
+    """A piece of a streamed reply: new text, facts known since prefill (e.g. a gate score), and on the
+    last piece the whole Reply."""
+
+    text: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    reply: Reply | None = None
+
+
 @runtime_checkable
 class ChatModel(Protocol):
     """Anything that answers a chat. `name` is what runs and exports record as the model's identity."""
@@ -37,3 +47,10 @@ class ChatModel(Protocol):
     async def generate(self, messages: list[Message], params: GenParams) -> Reply: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class StreamingChatModel(ChatModel, Protocol):
+    """A ChatModel that can hand out its reply token by token (local models)."""
+
+    def stream(self, messages: list[Message], params: GenParams) -> AsyncIterator[Delta]: ...

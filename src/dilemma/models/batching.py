@@ -16,8 +16,9 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from itertools import groupby
+from typing import AsyncIterator, Callable
 
-from dilemma.models.base import GenParams, Message, Reply
+from dilemma.models.base import Delta, GenParams, Message, Reply
 from dilemma.models.decoder import Decoder, EngineStats, Row, eos_token_ids, supports_slot_cache
 
 
@@ -27,6 +28,7 @@ class _Request:
     params: GenParams
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
+    on_token: Callable[[int, dict], None] | None = None
 
 
 def _group_key(req: _Request):
@@ -63,6 +65,40 @@ class BatchingEngine:
         future = loop.create_future()
         self._queue.put(_Request(list(messages), params, future, loop))
         return await future
+
+    async def stream(self, messages: list[Message], params: GenParams) -> AsyncIterator[Delta]:
+        """Text deltas as tokens are decoded; the last delta carries the Reply. Closing the iterator early
+        cancels the request (its row leaves the batch). Engines without continuous batching send one delta."""
+        if not self.continuous:
+            reply = await self.submit(messages, params)
+            yield Delta(reply.text, reply.meta, reply)
+            return
+        self._ensure_worker()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        events: asyncio.Queue = asyncio.Queue()
+        future.add_done_callback(lambda _: events.put_nowait(None))  # runs after every queued token
+
+        def on_token(token: int, meta: dict) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, (token, meta))
+
+        self._queue.put(_Request(list(messages), params, future, loop, on_token))
+        ids: list[int] = []
+        sent = ""
+        try:
+            while (event := await events.get()) is not None:
+                token, meta = event
+                ids.append(token)
+                text = self.tokenizer.decode(ids, skip_special_tokens=True).lstrip()
+                if text.endswith("\ufffd") or len(text) <= len(sent) or not text.startswith(sent):
+                    continue  # an unfinished multi-byte character, or nothing new yet
+                yield Delta(text[len(sent):], dict(meta))
+                sent = text
+            reply = future.result()
+            yield Delta(reply.text[len(sent):] if reply.text.startswith(sent) else "", reply.meta, reply)
+        finally:
+            if not future.done():
+                future.cancel()
 
     def prompt_ids(self, messages: list[Message]) -> list[int]:
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -163,7 +199,7 @@ class BatchingEngine:
             req.loop.call_soon_threadsafe(setter, req.future, result)
 
         return Row(prompt=self.prompt_ids(req.messages), params=req.params, deliver=deliver,
-                   cancelled=req.future.cancelled)
+                   cancelled=req.future.cancelled, on_token=req.on_token)
 
     # --- fallback: grouped generate() -----------------------------------------------------------
     def _work_grouped(self) -> None:

@@ -85,6 +85,7 @@ class Row:
     meta: dict = field(default_factory=dict)
     generator: torch.Generator | None = None
     done: bool = False
+    on_token: Callable[[int, dict], None] | None = None  # streaming: each accepted token, with meta
 
 
 class _SlotLayer(CacheLayerMixin):
@@ -292,6 +293,8 @@ class Decoder:
                 self._finish(r, "stop")
                 continue
             r.generated.append(t)
+            if r.on_token is not None:
+                r.on_token(t, r.meta)
             if len(r.generated) >= max(1, r.params.max_tokens) or r.length + 1 >= self.max_context:
                 self._finish(r, "length")
             elif r.cancelled():

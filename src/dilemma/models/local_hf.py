@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import AsyncIterator
 
 from dilemma.errors import UserError
-from dilemma.models.base import GenParams, Message, Reply
+from dilemma.models.base import Delta, GenParams, Message, Reply
 from dilemma.models.batching import BatchingEngine
 
 _DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
@@ -64,6 +65,9 @@ class LocalHFModel:
 
     async def generate(self, messages: list[Message], params: GenParams) -> Reply:
         return await self.engine.submit(messages, params)
+
+    def stream(self, messages: list[Message], params: GenParams) -> AsyncIterator[Delta]:
+        return self.engine.stream(messages, params)
 
     async def aclose(self) -> None:
         self.engine.close()

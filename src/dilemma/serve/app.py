@@ -1,8 +1,10 @@
 """`/v1/chat/completions` (with SSE streaming) and `/v1/models` over one ChatModel.
 
 A defended model reports its harm-gate score per response: the `x_gate_score` field of the completion
-(and of the last stream chunk) and the `X-Dilemma-Gate` header. Local models generate a whole reply in
-one batched call, so a stream sends the finished reply in word-sized chunks.
+(and of the last stream chunk) and the `X-Dilemma-Gate` header. Local models stream token by token (the
+gate is scored at prefill, so the header is known before the first token); a model that cannot stream
+(a proxied endpoint) sends its finished reply in word-sized chunks. A client that disconnects mid-stream
+frees its batch row.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import json
 import re
 import time
 import uuid
-from typing import Any
+from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from dilemma.models.base import ChatModel, GenParams, Reply
+from dilemma.models.base import ChatModel, Delta, GenParams, StreamingChatModel
 
 GATE_HEADER = "X-Dilemma-Gate"
 _ROLES = {"system", "user", "assistant"}
@@ -61,8 +63,8 @@ def _parse(body: Any) -> tuple[list[dict], GenParams, bool] | str:
     return clean, params, bool(body.get("stream", False))
 
 
-def _gate_headers(reply: Reply) -> dict[str, str]:
-    score = reply.meta.get("gate_score")
+def _gate_headers(meta: dict) -> dict[str, str]:
+    score = meta.get("gate_score")
     return {} if score is None else {GATE_HEADER: f"{score:.6f}"}
 
 
@@ -84,15 +86,23 @@ def build_app(model: ChatModel, *, served_name: str | None = None) -> FastAPI:
         if isinstance(parsed, str):
             return _error(400, parsed)
         messages, params, stream = parsed
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if stream:
+            deltas = (model.stream(messages, params) if isinstance(model, StreamingChatModel)
+                      else _word_deltas(model, messages, params))
+            try:
+                first = await anext(deltas)
+            except StopAsyncIteration:
+                return _error(500, "generation produced nothing", "server_error")
+            except Exception as exc:
+                return _error(500, f"generation failed: {type(exc).__name__}", "server_error")
+            return StreamingResponse(_sse(first, deltas, cid, created, name), media_type="text/event-stream",
+                                     headers=_gate_headers(first.meta))
         try:
             reply = await model.generate(messages, params)
         except Exception as exc:  # the client gets a clean 500, the server keeps serving
             return _error(500, f"generation failed: {type(exc).__name__}", "server_error")
-        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         gate = reply.meta.get("gate_score")
-        if stream:
-            return StreamingResponse(_chunks(reply, cid, created, name, gate), media_type="text/event-stream",
-                                     headers=_gate_headers(reply))
         payload = {
             "id": cid, "object": "chat.completion", "created": created, "model": name,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
@@ -101,19 +111,40 @@ def build_app(model: ChatModel, *, served_name: str | None = None) -> FastAPI:
                       "total_tokens": reply.prompt_tokens + reply.completion_tokens},
             "x_gate_score": gate,
         }
-        return JSONResponse(payload, headers=_gate_headers(reply))
+        return JSONResponse(payload, headers=_gate_headers(reply.meta))
 
     return app
 
 
-async def _chunks(reply: Reply, cid: str, created: int, name: str, gate):
+async def _word_deltas(model: ChatModel, messages: list[dict], params: GenParams) -> AsyncIterator[Delta]:
+    reply = await model.generate(messages, params)
+    pieces = re.findall(r"\s*\S+", reply.text) or [""]
+    for piece in pieces[:-1]:
+        yield Delta(piece, reply.meta)
+    yield Delta(pieces[-1], reply.meta, reply)
+
+
+async def _sse(first: Delta, rest: AsyncIterator[Delta], cid: str, created: int, name: str):
     def chunk(delta: dict, finish: str | None = None, **extra) -> str:
         data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": name,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
         return f"data: {json.dumps(data)}\n\n"
 
-    yield chunk({"role": "assistant", "content": ""})
-    for piece in re.findall(r"\s*\S+", reply.text) or [""]:
-        yield chunk({"content": piece})
-    yield chunk({}, reply.finish_reason, x_gate_score=gate)
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        delta = first
+        while True:
+            if delta.text:
+                yield chunk({"content": delta.text})
+            if delta.reply is not None:
+                yield chunk({}, delta.reply.finish_reason, x_gate_score=delta.reply.meta.get("gate_score"))
+                break
+            try:
+                delta = await anext(rest)
+            except Exception as exc:  # the headers are sent: end with an OpenAI-style error event
+                error = {"message": f"generation failed: {type(exc).__name__}", "type": "server_error"}
+                yield f"data: {json.dumps({'error': error})}\n\n"
+                break
+    finally:  # also when the client went away: its row leaves the batch
+        await rest.aclose()
     yield "data: [DONE]\n\n"

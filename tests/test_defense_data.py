@@ -1,0 +1,47 @@
+"""`dilemma defend data` conversation shapes (pure logic: no model, no writer)."""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+
+from dilemma.behaviors import load_behaviors
+from dilemma.defense.builder import DataConfig, benign_prompts, conversations
+from dilemma.defense.examples import BENIGN, HARMFUL
+from dilemma.judges.refusal import is_refusal
+
+
+def test_each_class_gets_plain_trial_and_multi_turn_shapes():
+    convs = conversations(DataConfig(plain=3, trial=2, multi=6))
+    for label in (HARMFUL, BENIGN):
+        kinds = [kind for _, lab, kind, _ in convs if lab == label]
+        assert kinds.count("plain") == 3 and kinds.count("trial") == 2 and kinds.count("trial_multi") == 6
+    multi = [m for m, _, kind, _ in convs if kind == "trial_multi"]
+    assert all([x["role"] for x in m] == ["user", "assistant", "user"] for m in multi)
+    # the three stage-2 cases: after a refusal the first reply refuses, otherwise it chose Option A
+    firsts = [m[1]["content"] for m, label, kind, _ in convs if kind == "trial_multi" and label == HARMFUL]
+    assert sum(is_refusal(f) for f in firsts) == 2
+    assert sum(f.startswith("Option A") for f in firsts) == 4
+
+
+def test_harmful_sources_are_behaviors_and_benign_pool_includes_borderline_prompts():
+    cfg = DataConfig(plain=4, trial=2, multi=3)
+    harmful = {b.prompt for b in load_behaviors(cfg.harmful)}
+    convs = conversations(cfg)
+    assert all(src in harmful for _, label, _, src in convs if label == HARMFUL)
+    assert not any(src in harmful for _, label, kind, src in convs if label == BENIGN and kind != "trial")
+    borderline = [json.loads(x)["prompt"] for x in
+                  (files("dilemma.defense") / "data" / "borderline_train.jsonl").read_text().splitlines() if x.strip()]
+    assert len(borderline) >= 100 and set(borderline) <= set(benign_prompts(""))
+
+
+def test_borderline_prompts_are_not_the_over_refusal_test_set():
+    from dilemma.eval.overrefusal import safe_prompts
+
+    xstest = {" ".join(it.prompt.lower().split()) for it in safe_prompts()}
+    borderline = benign_prompts("")
+    assert not any(" ".join(p.lower().split()) in xstest for p in borderline)
+
+
+def test_same_seed_same_conversations():
+    assert conversations(DataConfig(plain=2, trial=2, multi=3)) == conversations(DataConfig(plain=2, trial=2, multi=3))
