@@ -9,6 +9,7 @@ from dilemma.behaviors import load_behaviors
 from dilemma.defense.builder import DataConfig, benign_prompts, conversations
 from dilemma.defense.examples import BENIGN, HARMFUL
 from dilemma.judges.refusal import is_refusal
+from tests.conftest import assert_clean_error
 
 
 def test_each_class_gets_plain_trial_and_multi_turn_shapes():
@@ -45,3 +46,41 @@ def test_borderline_prompts_are_not_the_over_refusal_test_set():
 
 def test_same_seed_same_conversations():
     assert conversations(DataConfig(plain=2, trial=2, multi=3)) == conversations(DataConfig(plain=2, trial=2, multi=3))
+
+
+def test_llm_writer_targets_are_the_response_part(server, tmp_path, cli):
+    """`--writer SPEC`: the writer answers under the explain / engage system prompt; only <response> is kept."""
+    from dilemma.defense.examples import read_jsonl
+
+    def writer(messages):
+        mode = "EXPLAIN" if "would cause harm" in messages[0]["content"] else "ENGAGE"
+        return f"<reasoning>private {mode} thoughts</reasoning>\n<response>{mode} answer.</response>"
+
+    server.script("writer", writer)
+    out = tmp_path / "data"
+    proc = cli("defend", "data", "--out", out, "--writer", server.spec("writer"), "--plain", "2", "--trial", "1",
+               "--multi", "3")
+    assert proc.returncode == 0, proc.stderr
+    rows = read_jsonl(out / "train.jsonl") + read_jsonl(out / "val.jsonl")
+    assert {r.target for r in rows if r.harm_label == HARMFUL} == {"EXPLAIN answer."}
+    assert {r.target for r in rows if r.harm_label == BENIGN} == {"ENGAGE answer."}
+    calls = server.calls("writer")
+    assert len(calls) == 2 * (2 + 1 + 3)
+    assert all(c["messages"][0]["role"] == "system" for c in calls)
+    assert sum(len(c["messages"]) == 4 for c in calls) == 6  # system + the three multi-turn messages
+
+
+def test_a_failing_writer_keeps_what_it_wrote_and_a_rerun_continues(server, tmp_path, cli):
+    server.script("writer", lambda messages: "<response>An answer.</response>")
+    server.fail("writer", 500)
+    out = tmp_path / "data"
+    args = ("defend", "data", "--out", out, "--writer", server.spec("writer", max_retries=0), "--plain", "3",
+            "--trial", "1", "--multi", "2")
+    first = cli(*args)
+    assert_clean_error(first, "writer failed", "rerun")
+    kept = len((out / "written.jsonl").read_text().splitlines())
+    asked = len(server.calls("writer"))
+    second = cli(*args)
+    assert second.returncode == 0, second.stderr
+    assert len(server.calls("writer")) - asked == 12 - kept  # only the missing targets are asked again
+    assert len((out / "written.jsonl").read_text().splitlines()) == 12

@@ -9,7 +9,7 @@ import typer
 
 from dilemma.cli import attack, config, defend, demo, evals, judges, probe, report, runs, serve  # noqa: F401  (registers commands)
 from dilemma.cli.app import app, err
-from dilemma.errors import UserError
+from dilemma.errors import ModelCallError, UserError
 
 try:  # typer >= 0.20 vendors click; older versions use click itself
     from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
@@ -33,6 +33,9 @@ def run(argv: list[str] | None = None) -> None:
         rv = app(args=config.hoist_config(sys.argv[1:] if argv is None else list(argv)), standalone_mode=False)
     except UserError as exc:
         _one_line(str(exc).replace("[", "\\["))
+        sys.exit(EXIT_USER_ERROR)
+    except ModelCallError as exc:  # campaigns store these per conversation; anywhere else it ends the command
+        _one_line(f"{exc} (check that the endpoint is up and its spec and API key are right)".replace("[", "\\["))
         sys.exit(EXIT_USER_ERROR)
     except NoArgsIsHelpError as exc:
         exc.show()

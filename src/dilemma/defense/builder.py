@@ -30,7 +30,7 @@ from dilemma.attacks.trial.scenario import template_scenario
 from dilemma.behaviors import Behavior, load_behaviors
 from dilemma.defense.examples import BENIGN, HARMFUL, Example, balance_and_split, write_jsonl
 from dilemma.defense.targets import engage_targets, engage_trial_target, explain_target, prompt_hash, target_book
-from dilemma.errors import UserError
+from dilemma.errors import ModelCallError, UserError
 from dilemma.judges.refusal import is_refusal
 from dilemma.models.base import GenParams, Message
 
@@ -120,17 +120,43 @@ def response_part(text: str) -> str:
     return (m.group(1) if m else text).strip()
 
 
-async def _write_with(writer, convs, max_tokens: int) -> list[str]:
+WRITER_CACHE = "written.jsonl"
+
+
+def _conversation_key(messages: list[Message], label: int) -> str:
+    return prompt_hash(json.dumps([label, messages], sort_keys=True))
+
+
+async def _write_with(writer, convs, max_tokens: int, cache_path: Path) -> list[str]:
+    """Writer targets for every conversation. Each finished target is appended to `cache_path` at once,
+    so a failed or interrupted run keeps what it wrote and a rerun only asks for the rest."""
     book = target_book()
     params = GenParams(temperature=0.0, max_tokens=max_tokens)
+    done: dict[str, str] = {}
+    if cache_path.exists():
+        for line in cache_path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+                done[row["key"]] = row["target"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a line cut short by a crash
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
 
     async def one(messages, label):
-        system = book["explain_system"] if label == HARMFUL else book["engage_system"]
-        reply = await writer.generate([{"role": "system", "content": system}, *messages], params)
-        return response_part(reply.text)
+        key = _conversation_key(messages, label)
+        if key not in done:
+            system = book["explain_system"] if label == HARMFUL else book["engage_system"]
+            reply = await writer.generate([{"role": "system", "content": system}, *messages], params)
+            done[key] = response_part(reply.text)
+            with open(cache_path, "a") as f:
+                f.write(json.dumps({"key": key, "target": done[key]}) + "\n")
+        return done[key]
 
     try:
         return await asyncio.gather(*(one(m, label) for m, label, _, _ in convs))
+    except ModelCallError as exc:
+        raise UserError(f"the writer failed: {exc}; targets written so far are kept in {cache_path}, "
+                        "rerun the same command to continue") from None
     finally:
         await writer.aclose()
 
@@ -141,7 +167,7 @@ def build(cfg: DataConfig, out_dir: Path, *, console=None) -> dict:
     convs = conversations(cfg)
     rng = random.Random(cfg.seed + 1)
     if cfg.writer != TEMPLATE:
-        targets = asyncio.run(_write_with(load_model(cfg.writer), convs, cfg.max_tokens))
+        targets = asyncio.run(_write_with(load_model(cfg.writer), convs, cfg.max_tokens, Path(out_dir) / WRITER_CACHE))
     else:
         targets = [explain_target(rng) if label == HARMFUL else "" for _, label, _, _ in convs]
         for i, (_, label, kind, source) in enumerate(convs):
