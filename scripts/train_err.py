@@ -6,7 +6,7 @@ The same recipe as `dilemma defend data` + `dilemma defend train`, with the size
 artefact (small: the shipped one was trained on a shared 2-core CPU); data go to --data-dir (default: a
 temporary folder) and are not shipped. Equivalent CLI:
 
-    dilemma defend data --out D --model embedded-aligned --plain 80 --trial 40 --multi 30 --max-tokens 48
+    dilemma defend data --out D --model embedded --plain 80 --trial 40 --multi 30 --max-tokens 48
     dilemma defend train --model embedded-aligned --data D --out OUT --rank 4 --alpha 8 \
         --epochs 2 --gate-epochs 100 --lr 1e-3 --gate-lr 1e-3 --max-seq-len 384 --skip-ungated
 
@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("src/dilemma/defense/builtin/err"))
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--model", default="embedded-aligned")
-    ap.add_argument("--engage-model", default="embedded-aligned", help="Whose own answers are the plain Engage targets")
+    ap.add_argument("--engage-model", default="embedded", help="Whose own answers are the plain Engage targets (the base model: the helpful reference)")
     ap.add_argument("--plain", type=int, default=80)
     ap.add_argument("--trial", type=int, default=40)
     ap.add_argument("--multi", type=int, default=30)

@@ -11,6 +11,7 @@ from dilemma.defense.examples import read_jsonl
 from dilemma.defense.model import decoder_layers, install_defense
 from dilemma.defense.train import TrainConfig, finish, train_adapters, train_gate
 from dilemma.errors import UserError
+from dilemma.parallel import process_state
 
 
 def load_trainable(spec_text: str):
@@ -64,6 +65,9 @@ def train_err(spec_text: str, data_dir: Path, out_dir: Path, config: DefenseConf
         report["stage1"] = train_gate(model, tok, defense, train, val, tcfg, console=console)
     report["stage2"] = train_adapters(model, tok, defense, train, val, tcfg, out_dir, console=console, resume=resume)
     report["total_seconds"] = round(time.monotonic() - started, 1)
+    state = process_state()
+    if state is not None and not state.is_main_process:
+        return report  # the main process writes the artefacts
     finish(defense, out_dir, tcfg, report)
     hashes = Path(data_dir) / "harmful_prompts.sha1.json"
     if hashes.exists():  # lets evaluations hold the training prompts out

@@ -4,7 +4,7 @@ Stage 1 trains only the gate head with BCE + lambda * mean(|g| on benign). The b
 gate reads a fixed layer, so the pooled hidden states are computed once and the head trains on them.
 Stage 2 freezes gate and base and trains the adapters with next-token loss on the assistant reply; the
 training forward pass uses the raw gate (no threshold, no floor), as in the official code.
-Runs on CPU or GPU; under `accelerate launch` it runs data-parallel.
+Runs on CPU or GPU; under `accelerate launch` (GPUs) or `torchrun` (CPU processes) it runs data-parallel.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from dilemma.defense.examples import Example, collate, encode
 from dilemma.defense.model import Defense, save_defense
 from dilemma.errors import UserError
+from dilemma.parallel import accelerator, average_gradients, broadcast_from_main, even_shard, process_state
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -41,21 +42,16 @@ class TrainConfig:
     skip_ungated: bool = False  # stage 2: drop examples whose frozen gate is below threshold (their update is ~0)
 
 
-def _progress(console) -> Progress:
+def _progress(console, *, enabled: bool = True) -> Progress:
+    """A progress bar; off in the non-main processes of a data-parallel run."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=console, transient=False)
+                    console=console, transient=False, disable=not enabled)
 
 
 def _batches(items: list, size: int, rng: torch.Generator) -> list[list]:
     order = torch.randperm(len(items), generator=rng).tolist()
     return [[items[i] for i in order[k:k + size]] for k in range(0, len(order), size)]
-
-
-def _accelerator(grad_accum: int):
-    from accelerate import Accelerator
-
-    return Accelerator(gradient_accumulation_steps=grad_accum)
 
 
 def train_gate(model, tokenizer, defense: Defense, train: list[Example], val: list[Example], cfg: TrainConfig,
@@ -64,12 +60,15 @@ def train_gate(model, tokenizer, defense: Defense, train: list[Example], val: li
     if defense.gate is None:
         raise UserError("this defense has a static gate: there is no gate to train")
     started = time.monotonic()
-    feats, labels = _pooled_features(model, tokenizer, defense, train, cfg, console=console, what="gate features")
+    state = process_state()
+    main = state is None or state.is_main_process
+    feats, labels = _pooled_features(model, tokenizer, defense, train, cfg, console=console,
+                                     what="gate features" if main else "")
     head = defense.gate
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.gate_lr, weight_decay=cfg.weight_decay)
     g = torch.Generator().manual_seed(cfg.seed)
     head.train()
-    with _progress(console) as bar:
+    with _progress(console, enabled=main) as bar:
         task = bar.add_task("stage 1: gate", total=cfg.gate_epochs, loss=0.0)
         for _ in range(cfg.gate_epochs):
             total = 0.0
@@ -86,6 +85,7 @@ def train_gate(model, tokenizer, defense: Defense, train: list[Example], val: li
                 total += float(loss.detach()) * len(idx)
             bar.update(task, advance=1, loss=total / len(feats))
     head.eval()
+    broadcast_from_main(head.parameters())  # every process trained the same head; make it bit-identical
     result = {"train_acc": _accuracy(head, feats, labels, defense.config.threshold)}
     if val:
         vf, vl = _pooled_features(model, tokenizer, defense, val, cfg, console=None, what="")
@@ -110,7 +110,7 @@ def _pooled_features(model, tokenizer, defense, examples, cfg, *, console, what:
     original = gate.forward
     gate.forward = lambda x: captured.__setitem__("x", x.detach().float()) or original(x)
     try:
-        with _progress(console if what else None) as bar:
+        with _progress(console, enabled=bool(what)) as bar:
             task = bar.add_task(what or "features", total=len(encoded), loss=0.0, visible=bool(what))
             for k in range(0, len(encoded), 8):
                 b = collate([{**e, "labels": e["input_ids"]} for e in encoded[k:k + 8]], pad)
@@ -132,7 +132,7 @@ def train_adapters(model, tokenizer, defense: Defense, train: list[Example], val
     params = defense.adapter_parameters()
     for p in params:
         p.requires_grad_(True)
-    acc = _accelerator(cfg.grad_accum)
+    acc = accelerator(cfg.grad_accum)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     encoded = [encode(e, tokenizer, cfg.max_seq_len) for e in train]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -147,28 +147,31 @@ def train_adapters(model, tokenizer, defense: Defense, train: list[Example], val
             defense.load_weights(state["weights"])
             opt.load_state_dict(state["optimizer"])
             start_epoch = state["epoch"]
-    model_p, opt = acc.prepare(model, opt)
+    model.to(acc.device)  # not wrapped in DDP: gradients are averaged by average_gradients
+    opt = acc.prepare(opt)
     device = acc.device
-    steps_per_epoch = math.ceil(len(encoded) / cfg.batch)
+    steps_per_epoch = math.ceil(math.ceil(len(encoded) / cfg.batch) / acc.num_processes)
     history = []
-    with _progress(console if acc.is_main_process else None) as bar:
+    with _progress(console, enabled=acc.is_main_process) as bar:
         task = bar.add_task("stage 2: adapters" if defense.gate is not None else "LoRA",
                             total=steps_per_epoch * cfg.epochs, completed=steps_per_epoch * start_epoch, loss=0.0)
         for epoch in range(start_epoch, cfg.epochs):
             g = torch.Generator().manual_seed(cfg.seed + epoch)
-            model_p.train()
+            model.train()
             defense.train(True)
             if defense.gate is not None:
                 defense.gate.eval()
-            shard = _batches(encoded, cfg.batch, g)[acc.process_index::acc.num_processes]
+            shard = even_shard(_batches(encoded, cfg.batch, g), acc.process_index, acc.num_processes)
             running = 0.0
             for step, items in enumerate(shard, 1):
                 b = collate(items, pad)
-                with acc.accumulate(model_p):
+                with acc.accumulate(model):
                     defense.state.scores = None
                     defense.state.pool_positions = b["pool"].to(device)
-                    loss = reply_loss(model_p, b, device)
+                    loss = reply_loss(model, b, device)
                     acc.backward(loss)
+                    if acc.sync_gradients:
+                        average_gradients(params)
                     if acc.sync_gradients and cfg.clip:
                         acc.clip_grad_norm_(params, cfg.clip)
                     opt.step()

@@ -139,15 +139,6 @@ class ResidualReader:
         return {k: v.cpu().numpy() for k, v in result.items()}
 
 
-def process_state():
-    """accelerate's PartialState when accelerate is installed (multi-GPU via `accelerate launch`), else None."""
-    try:
-        from accelerate import PartialState
-    except ImportError:
-        return None
-    return PartialState()
-
-
 @dataclass(frozen=True)
 class CapturePlan:
     sets: dict[str, list[list[int]]]  # set name -> batches of prompt indices (sorted by length)

@@ -14,7 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from dilemma.errors import UserError
 from dilemma.models.spec import parse_spec
 from dilemma.probes import plots
-from dilemma.probes.capture import ActivationStore, ResidualReader, capture, process_state
+from dilemma.parallel import process_state
+from dilemma.probes.capture import ActivationStore, ResidualReader, capture
 from dilemma.probes.linear import (
     assign_folds, crossfit_layer, crossfit_scores, dissociation_gap, projection, refusal_direction,
     relative_projection,
