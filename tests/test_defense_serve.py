@@ -180,3 +180,31 @@ def test_project_openai_client_can_attack_the_served_model(defended_tiny):
 
         reply = asyncio.run(ask())
         assert isinstance(reply.text, str)
+        assert 0.5 < reply.meta["gate_score"] <= 1.0  # a red-team run records the gate per turn
+        streaming = load_model(f"openai:tiny-defended@{base}?max_retries=0&stream=1")
+
+        async def ask_streaming():
+            try:
+                return await streaming.generate([{"role": "user", "content": "hello"}], GenParams(temperature=0, max_tokens=4))
+            finally:
+                await streaming.aclose()
+
+        streamed = asyncio.run(ask_streaming())
+        assert streamed.text == reply.text and streamed.meta["gate_score"] == reply.meta["gate_score"]
+
+
+def test_a_campaign_against_the_served_model_stores_the_gate_score_per_turn(defended_tiny, tmp_path):
+    from dilemma.campaign import CampaignConfig, run_campaign
+    from dilemma.store.db import open_store
+
+    with Served(defended_tiny) as base:
+        config = CampaignConfig(target=f"openai:tiny-defended@{base}?max_retries=0", method="direct", behaviors="jbb",
+                                limit=2, judge="refusal", target_max_tokens=4)
+        store = open_store(tmp_path)
+        try:
+            asyncio.run(run_campaign(config, store, show_progress=False))
+            turns = [t for c in store.conversations() for t in store.turns(c.id) if t.role == "assistant"]
+        finally:
+            store.close()
+    assert len(turns) == 2
+    assert all(0.5 < t.meta["gate_score"] <= 1.0 for t in turns)

@@ -23,7 +23,8 @@ async def ask_target(journal: Journal, roles: Roles, settings: AttackSettings, u
 
     async def produce():
         reply = await roles.target.generate(history, settings.target_params)
-        return reply.text, {"finish_reason": reply.finish_reason, "completion_tokens": reply.completion_tokens}
+        facts = {k: v for k, v in reply.meta.items() if isinstance(v, (int, float, str, bool))}  # e.g. gate_score
+        return reply.text, {**facts, "finish_reason": reply.finish_reason, "completion_tokens": reply.completion_tokens}
 
     return await journal.step("assistant", stage, produce)
 

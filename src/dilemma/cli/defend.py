@@ -64,11 +64,16 @@ def train(
     seed: int = typer.Option(42, "--seed"),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the checkpoint in --out"),
 ) -> None:
-    """Two-stage ERR training: the gate (BCE + sparsity), then the adapters with the gate frozen."""
+    """Two-stage ERR training: the gate (BCE + sparsity), then the adapters with the gate frozen.
+
+    Data-parallel: `accelerate launch --num_processes 8 -m dilemma.cli.main defend train ...` on GPUs,
+    `torchrun --standalone --nproc_per_node 4 -m dilemma.cli.main defend train ...` for CPU processes.
+    """
     from dilemma.defense.config import DefenseConfig
     from dilemma.defense.recipe import train_err
     from dilemma.defense.train import TrainConfig
     from dilemma.errors import UserError
+    from dilemma.parallel import process_state
 
     if epochs < 1 or gate_epochs < 1 or batch < 1 or grad_accum < 1 or max_seq_len < 32:
         raise UserError("--epochs, --gate-epochs, --batch, --grad-accum must be >= 1 and --max-seq-len >= 32")
@@ -79,6 +84,9 @@ def train(
     tcfg = TrainConfig(epochs=epochs, gate_epochs=gate_epochs, lr=lr, gate_lr=gate_lr, batch=batch,
                        grad_accum=grad_accum, max_seq_len=max_seq_len, lambda_reg=lambda_reg, seed=seed, skip_ungated=skip_ungated)
     report = train_err(model, data_dir, out_dir, config, tcfg, console=err, resume=resume)
+    state = process_state()
+    if state is not None and not state.is_main_process:
+        return
     err.print(f"saved the defense to {out_dir}: {json.dumps({k: v for k, v in report.items() if k != 'examples'})}")
     err.print(f"use it with --model '{model}' --defense {out_dir}  (or the spec option ?defense={out_dir})")
 
@@ -98,6 +106,7 @@ def evaluate(
     latency_tokens: int = typer.Option(32, "--latency-tokens", help="New tokens per latency measurement"),
     max_tokens: int = typer.Option(96, "--max-tokens"),
     judge: str = typer.Option("refusal", "--judge", help="Judge spec for ASR (refusal | jbb:<model> | ...)"),
+    attacker: str = typer.Option("template", "--attacker", help="TRIAL attacker and helper: 'template' (offline) or a model spec"),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON"),
 ) -> None:
@@ -113,7 +122,7 @@ def evaluate(
         raise UserError("sizes, --max-rounds and --max-tokens must be >= 1")
     defended_spec = defended or with_defense(base, defense)
     cfg = EvalConfig(behaviors=behaviors, limit=limit, strongreject_limit=strongreject_limit, xstest_limit=xstest_limit,
-                     benign_limit=benign_limit, max_rounds=max_rounds, latency_tokens=latency_tokens, max_tokens=max_tokens, judge=judge, seed=seed)
+                     benign_limit=benign_limit, max_rounds=max_rounds, latency_tokens=latency_tokens, max_tokens=max_tokens, judge=judge, attacker=attacker, seed=seed)
     result = run_eval(base, defended_spec, run_dir, cfg, console=err)
     keys = ("trial_asr", "direct_asr", "strongreject_asr", "over_refusal")
     public = {"base": {k: result["base"][k] for k in keys}, "defended": {k: result["defended"][k] for k in keys},

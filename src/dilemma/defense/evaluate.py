@@ -1,6 +1,6 @@
 """`dilemma defend eval`: a base model and its defended version, measured side by side.
 
-- trial_asr / direct_asr: TRIAL (offline template attacker) and direct campaigns on held-out behaviors
+- trial_asr / direct_asr: TRIAL (offline template attacker, or `--attacker SPEC`) and direct campaigns on held-out behaviors
   (prompts a defense was trained on are dropped by hash), through the shared campaign machinery.
 - strongreject_asr: direct requests from the StrongREJECT prompts, judged by the same judge.
 - over_refusal: share of XSTest safe prompts answered with a refusal.
@@ -42,6 +42,7 @@ class EvalConfig:
     max_rounds: int = 4
     max_tokens: int = 96
     judge: str = "refusal"
+    attacker: str = "template"  # TRIAL's attacker (and helper): offline templates or a model spec
     temperature: float = 0.0
     seed: int = 0
     concurrency: int = 8
@@ -99,7 +100,7 @@ async def _campaign_asr(spec: str, model, method: str, behaviors_file: Path, cfg
 
     pool = ModelPool()
     pool.put(spec, model)
-    config = CampaignConfig(target=spec, method=method, behaviors=str(behaviors_file), attacker="template",
+    config = CampaignConfig(target=spec, method=method, behaviors=str(behaviors_file), attacker=cfg.attacker,
                             judge=cfg.judge, max_rounds=cfg.max_rounds if method == "trial" else 1,
                             target_max_tokens=cfg.max_tokens, target_temperature=cfg.temperature,
                             seed=cfg.seed, concurrency=cfg.concurrency)

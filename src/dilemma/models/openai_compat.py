@@ -152,10 +152,11 @@ class OpenAICompatModel:
         return Reply(text=text, finish_reason=choice.get("finish_reason") or "stop",
                      prompt_tokens=int(usage.get("prompt_tokens") or 0),
                      completion_tokens=int(usage.get("completion_tokens") or 0),
-                     meta={k: v for k, v in data.items() if k.startswith("x_")})
+                     meta={k[2:]: v for k, v in data.items() if k.startswith("x_")})
 
     async def _post_stream(self, body: dict[str, Any]) -> Reply:
         pieces: list[str] = []
+        extra: dict[str, Any] = {}  # x_ fields a server adds, prefix dropped (`dilemma serve`: x_gate_score -> gate_score)
         finish, done = None, False
         with _transport_errors("stream cut"):
             async with self._http().stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
@@ -175,7 +176,9 @@ class OpenAICompatModel:
                         done = True
                         break
                     try:
-                        choices = json.loads(payload)["choices"]
+                        chunk = json.loads(payload)
+                        extra.update({k[2:]: v for k, v in chunk.items() if k.startswith("x_") and v is not None})
+                        choices = chunk["choices"]
                         if not choices:  # e.g. a final usage-only chunk
                             continue
                         delta = choices[0].get("delta") or {}
@@ -185,7 +188,7 @@ class OpenAICompatModel:
                         raise _Transient("malformed stream chunk") from None
         if not done and finish is None:
             raise _Transient("truncated stream (no finish_reason or [DONE])")
-        return Reply(text="".join(pieces), finish_reason=finish or "stop")
+        return Reply(text="".join(pieces), finish_reason=finish or "stop", meta=extra)
 
     async def aclose(self) -> None:
         if self._client is not None:
