@@ -8,7 +8,7 @@ temporary folder) and are not shipped. Equivalent CLI:
 
     dilemma defend data --out D --model embedded --plain 80 --trial 40 --multi 30 --max-tokens 48
     dilemma defend train --model embedded-aligned --data D --out OUT --rank 4 --alpha 8 \
-        --epochs 2 --gate-epochs 100 --lr 1e-3 --gate-lr 1e-3 --max-seq-len 384 --skip-ungated
+        --epochs 2 --gate-epochs 100 --lr 1e-3 --gate-lr 1e-3 --max-seq-len 1024 --skip-ungated
 
 Layers are the paper's scaled to 30: the gate reads hidden_states[11], adapters on layers 15-29.
 """
@@ -45,7 +45,9 @@ def main() -> None:
     ap.add_argument("--rank", type=int, default=4)
     ap.add_argument("--start-layer", type=int, default=-1, help="-1: scaled from the paper (15 of 30)")
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--max-seq-len", type=int, default=384)
+    ap.add_argument("--max-seq-len", type=int, default=1024, help="Long enough for whole multi-turn dilemmas")
+    ap.add_argument("--stages", default="both", help="both | gate | adapters")
+    ap.add_argument("--init", type=Path, default=None, help="Start from this trained defense")
     args = ap.parse_args()
     console = Console(stderr=True)
     started = time.monotonic()
@@ -58,8 +60,8 @@ def main() -> None:
     config = DefenseConfig(detection_layer=-1, start_layer=args.start_layer, rank=args.rank, alpha=2.0 * args.rank, dropout=0.05,
                            eps=0.0, threshold=0.5)
     tcfg = TrainConfig(epochs=args.epochs, gate_epochs=args.gate_epochs, lr=args.lr, gate_lr=1e-3, batch=args.batch,
-                       max_seq_len=args.max_seq_len, skip_ungated=True)
-    report = train_err(args.model, data_dir, args.out, config, tcfg, console=console)
+                       max_seq_len=args.max_seq_len, skip_ungated=True, stages=args.stages)
+    report = train_err(args.model, data_dir, args.out, config, tcfg, console=console, init=args.init)
     report["data_seconds"] = data_seconds
     path = args.out / "train_report.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "data_seconds": data_seconds}, indent=2) + "\n")

@@ -60,6 +60,21 @@ def test_eval_json_has_the_promised_shape(trained, cli):
     assert out["benign_kl"] >= 0 and 0 <= out["gate_accuracy"] <= 1 and out["latency_ratio"] > 0
 
 
+def test_gate_only_retraining_keeps_the_adapters(trained, cli, tmp_path):
+    from safetensors.torch import load_file
+
+    proc = cli("defend", "train", "--model", "embedded", "--data", trained / "data", "--out", tmp_path / "g",
+               "--stages", "gate", "--init", trained / "def", "--gate-epochs", "5", "--gate-lr", "1e-2", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    before, after = load_file(str(trained / "def" / WEIGHTS_NAME)), load_file(str(tmp_path / "g" / WEIGHTS_NAME))
+    assert before.keys() == after.keys()
+    assert all((before[k] == after[k]).all() for k in before if k.startswith("adapters."))
+    assert any(not (before[k] == after[k]).all() for k in before if k.startswith("gate."))  # the gate moved
+    assert DefenseConfig.load(tmp_path / "g").start_layer == 27  # the layout came from --init
+    assert_clean_error(cli("defend", "train", "--model", "embedded", "--data", trained / "data", "--out", tmp_path / "x",
+                           "--stages", "gate", "--init", tmp_path / "nothing"), "--init")
+
+
 def test_user_errors_are_one_line(trained, cli, tmp_path):
     assert_clean_error(cli("defend", "train", "--model", "embedded", "--data", tmp_path, "--out", tmp_path / "o"),
                        "train.jsonl")

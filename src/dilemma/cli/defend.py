@@ -63,6 +63,8 @@ def train(
     skip_ungated: bool = typer.Option(False, "--skip-ungated", help="Stage 2: drop examples the frozen gate scores below threshold (their update is ~0; saves compute)"),
     seed: int = typer.Option(42, "--seed"),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the checkpoint in --out"),
+    stages: str = typer.Option("both", "--stages", help="both | gate | adapters (e.g. retrain only the gate of --init)"),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from this trained defense (its layout and weights)"),
 ) -> None:
     """Two-stage ERR training: the gate (BCE + sparsity), then the adapters with the gate frozen.
 
@@ -82,8 +84,11 @@ def train(
     config = DefenseConfig(detection_layer=detection_layer, start_layer=start_layer, rank=rank, alpha=alpha,
                            dropout=dropout, eps=eps, threshold=threshold, static_gate=static_gate)
     tcfg = TrainConfig(epochs=epochs, gate_epochs=gate_epochs, lr=lr, gate_lr=gate_lr, batch=batch,
-                       grad_accum=grad_accum, max_seq_len=max_seq_len, lambda_reg=lambda_reg, seed=seed, skip_ungated=skip_ungated)
-    report = train_err(model, data_dir, out_dir, config, tcfg, console=err, resume=resume)
+                       grad_accum=grad_accum, max_seq_len=max_seq_len, lambda_reg=lambda_reg, seed=seed, skip_ungated=skip_ungated,
+                       stages=stages)
+    if init is not None and not (init / "defense.json").exists():
+        raise UserError(f"--init {init}: no defense.json there (give a directory written by `dilemma defend train`)")
+    report = train_err(model, data_dir, out_dir, config, tcfg, console=err, resume=resume, init=init)
     state = process_state()
     if state is not None and not state.is_main_process:
         return

@@ -6,10 +6,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from dilemma.defense.config import DefenseConfig, scaled_defaults
+from dilemma.defense.config import WEIGHTS_NAME, DefenseConfig, scaled_defaults
 from dilemma.defense.examples import read_jsonl
 from dilemma.defense.model import decoder_layers, install_defense
-from dilemma.defense.train import TrainConfig, finish, train_adapters, train_gate
+from dilemma.defense.train import STAGES, TrainConfig, finish, train_adapters, train_gate
 from dilemma.errors import UserError
 from dilemma.parallel import process_state
 
@@ -47,7 +47,13 @@ def fill_layers(config: DefenseConfig, num_layers: int) -> DefenseConfig:
 
 
 def train_err(spec_text: str, data_dir: Path, out_dir: Path, config: DefenseConfig, tcfg: TrainConfig, *,
-              console=None, resume: bool = True) -> dict:
+              console=None, resume: bool = True, init: Path | None = None) -> dict:
+    """Both stages (tcfg.stages="both"), or one of them. `init` starts from a trained defense's weights and
+    layout, e.g. to retrain only the gate of an existing defense on new data."""
+    if tcfg.stages not in STAGES:
+        raise UserError(f"--stages must be one of {', '.join(STAGES)}")
+    if init is not None:
+        config = DefenseConfig.load(init)
     started = time.monotonic()
     train = read_jsonl(Path(data_dir) / "train.jsonl")
     val_path = Path(data_dir) / "val.jsonl"
@@ -60,10 +66,16 @@ def train_err(spec_text: str, data_dir: Path, out_dir: Path, config: DefenseConf
 
     torch.manual_seed(tcfg.seed)
     defense = install_defense(model, config)
-    report: dict = {"examples": {"train": len(train), "val": len(val)}}
-    if not config.static_gate:
+    if init is not None:
+        from safetensors.torch import load_file
+
+        defense.load_weights(load_file(str(Path(init) / WEIGHTS_NAME)))
+    report: dict = {"examples": {"train": len(train), "val": len(val)}, "stages": tcfg.stages,
+                    "init": str(init) if init else None}
+    if not config.static_gate and tcfg.stages in ("gate", "both"):
         report["stage1"] = train_gate(model, tok, defense, train, val, tcfg, console=console)
-    report["stage2"] = train_adapters(model, tok, defense, train, val, tcfg, out_dir, console=console, resume=resume)
+    if tcfg.stages in ("adapters", "both"):
+        report["stage2"] = train_adapters(model, tok, defense, train, val, tcfg, out_dir, console=console, resume=resume)
     report["total_seconds"] = round(time.monotonic() - started, 1)
     state = process_state()
     if state is not None and not state.is_main_process:

@@ -23,6 +23,7 @@ from dilemma.errors import UserError
 from dilemma.parallel import accelerator, average_gradients, broadcast_from_main, even_shard, process_state
 
 CHECKPOINT = "checkpoint.pt"
+STAGES = ("both", "gate", "adapters")
 
 
 @dataclass
@@ -40,6 +41,7 @@ class TrainConfig:
     seed: int = 42
     save_dtype: str = "float16"
     skip_ungated: bool = False  # stage 2: drop examples whose frozen gate is below threshold (their update is ~0)
+    stages: str = "both"  # gate | adapters | both
 
 
 def _progress(console, *, enabled: bool = True) -> Progress:
@@ -101,7 +103,9 @@ def _accuracy(head, feats, labels, threshold: float) -> float:
 
 
 def _pooled_features(model, tokenizer, defense, examples, cfg, *, console, what: str):
-    encoded = [encode(e, tokenizer, cfg.max_seq_len) for e in examples]
+    # The whole prompt, never cut to max_seq_len: at inference the gate reads the whole conversation, and
+    # a gate-only pass (up to the detection layer, no backward) is cheap even for long dilemmas.
+    encoded = [encode(e, tokenizer, max_seq_len=1 << 30) for e in examples]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = next(model.parameters()).device
     pooled, labels = [], []
