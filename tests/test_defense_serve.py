@@ -169,28 +169,19 @@ def test_bad_requests_get_openai_style_400(defended_tiny):
 def test_project_openai_client_can_attack_the_served_model(defended_tiny):
     from dilemma.models.spec import load_model
 
+    async def ask(spec: str):
+        client = load_model(spec)
+        try:
+            return await client.generate([{"role": "user", "content": "hello"}], GenParams(temperature=0, max_tokens=4))
+        finally:
+            await client.aclose()
+
     with Served(defended_tiny) as base:
-        client = load_model(f"openai:tiny-defended@{base}?max_retries=0")
-
-        async def ask():
-            try:
-                return await client.generate([{"role": "user", "content": "hello"}], GenParams(temperature=0, max_tokens=4))
-            finally:
-                await client.aclose()
-
-        reply = asyncio.run(ask())
-        assert isinstance(reply.text, str)
-        assert 0.5 < reply.meta["gate_score"] <= 1.0  # a red-team run records the gate per turn
-        streaming = load_model(f"openai:tiny-defended@{base}?max_retries=0&stream=1")
-
-        async def ask_streaming():
-            try:
-                return await streaming.generate([{"role": "user", "content": "hello"}], GenParams(temperature=0, max_tokens=4))
-            finally:
-                await streaming.aclose()
-
-        streamed = asyncio.run(ask_streaming())
-        assert streamed.text == reply.text and streamed.meta["gate_score"] == reply.meta["gate_score"]
+        reply = asyncio.run(ask(f"openai:tiny-defended@{base}?max_retries=0"))
+        streamed = asyncio.run(ask(f"openai:tiny-defended@{base}?max_retries=0&stream=1"))
+    assert isinstance(reply.text, str)
+    assert 0.5 < reply.meta["gate_score"] <= 1.0  # a red-team run records the gate per turn
+    assert streamed.text == reply.text and streamed.meta["gate_score"] == reply.meta["gate_score"]
 
 
 def test_a_campaign_against_the_served_model_stores_the_gate_score_per_turn(defended_tiny, tmp_path):
