@@ -86,8 +86,6 @@ def train(
     tcfg = TrainConfig(epochs=epochs, gate_epochs=gate_epochs, lr=lr, gate_lr=gate_lr, batch=batch,
                        grad_accum=grad_accum, max_seq_len=max_seq_len, lambda_reg=lambda_reg, seed=seed, skip_ungated=skip_ungated,
                        stages=stages)
-    if init is not None and not (init / "defense.json").exists():
-        raise UserError(f"--init {init}: no defense.json there (give a directory written by `dilemma defend train`)")
     report = train_err(model, data_dir, out_dir, config, tcfg, console=err, resume=resume, init=init)
     state = process_state()
     if state is not None and not state.is_main_process:

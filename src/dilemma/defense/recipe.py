@@ -53,7 +53,12 @@ def train_err(spec_text: str, data_dir: Path, out_dir: Path, config: DefenseConf
     if tcfg.stages not in STAGES:
         raise UserError(f"--stages must be one of {', '.join(STAGES)}")
     if init is not None:
-        config = DefenseConfig.load(init)
+        try:
+            config = DefenseConfig.load(init)
+        except UserError as exc:
+            raise UserError(f"--init: {exc}") from None
+        if not (Path(init) / WEIGHTS_NAME).exists():
+            raise UserError(f"--init: {init} has a config but no {WEIGHTS_NAME}")
     started = time.monotonic()
     train = read_jsonl(Path(data_dir) / "train.jsonl")
     val_path = Path(data_dir) / "val.jsonl"
