@@ -47,6 +47,7 @@ bench: setup
 	$(BIN)/python benchmarks/campaign_concurrency.py
 	$(BIN)/python benchmarks/engine_throughput.py
 	$(BIN)/python benchmarks/probe_capture_memory.py
+	$(BIN)/python benchmarks/probe_speed.py
 	$(BIN)/python benchmarks/defense_overhead.py
 
 clean:

@@ -1,20 +1,31 @@
-"""Embedded-model generation throughput: our local engine vs llama-cpp-python on the same GGUF.
+"""Embedded-model generation throughput: our engine's weight variants side by side, and llama.cpp on the same GGUF.
 
-Both engines get the same chat prompts, greedy decoding, the same max new tokens, and stop at EOS;
-generated tokens are counted without the EOS (ours: Reply.completion_tokens, llama.cpp: its
-usage.completion_tokens). Aggregate tok/s = generated tokens / wall seconds for the whole batch.
-"Concurrency 32" for llama-cpp-python means the 32 requests one after another: its Python API
-decodes one sequence at a time. CPU seconds (this process) are printed too, because wall time is
-unreliable on shared cores. Goal: ours / llama.cpp >= 1.0.
+Every engine gets the same chat prompts, greedy decoding, the same max new tokens, and stops at EOS;
+generated tokens are counted without the EOS. Aggregate tok/s = generated tokens / wall seconds for the
+whole batch; tok/CPU-s = generated tokens / CPU seconds of the process that decodes (ours: this one;
+llama-server: the server), steadier than wall time on shared cores.
 
-    .venv/bin/python benchmarks/engine_throughput.py [--new-tokens 64] [--batch 32] [--single 4]
-    pip install -e '.[bench]'   # llama-cpp-python (compiles from source on most CPUs)
+Variants are model specs (`embedded`, `embedded?quant=int8`, `embedded?dtype=bfloat16`), timed in turn
+within one run so their ratios share the machine's load. Every variant after the first is also compared
+with the first on quality: the share of greedy replies identical to it and the mean next-token KL
+(first reply token, full vocabulary) on the prompt set.
+
+llama.cpp, when present: llama-cpp-python's in-process API (one sequence at a time), and llama.cpp's
+`llama-server` with one parallel slot per concurrent request (`--llama-server PATH`, or on PATH).
+
+    .venv/bin/python benchmarks/engine_throughput.py [--variants embedded,embedded?quant=int8]
+        [--new-tokens 64] [--batch 32] [--single 4] [--agreement 16]
+    pip install -e '.[bench]'   # llama-cpp-python (compiles from source: ~20 min on 2 cores)
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import shutil
+import socket
+import subprocess
 import sys
 import time
 from functools import partial
@@ -80,32 +91,120 @@ def llama_cpp(batch, new_tokens: int, llm) -> int:
 def report(label: str, tokens: int, wall: float, cpu: float) -> float:
     rate = tokens / wall
     print(
-        f"  {label:<34} {tokens:5d} tokens {wall:7.2f} s wall {rate:7.1f} tok/s   {cpu:7.2f} s CPU "
-        f"{tokens / max(cpu, 1e-9):7.1f} tok/CPU-s"
+        f"  {label:<40} {tokens:5d} tokens {wall:7.2f} s wall {rate:7.1f} tok/s   {cpu:7.2f} s CPU "
+        f"{tokens / max(cpu, 1e-9):7.1f} tok/CPU-s",
+        flush=True,
     )
     return rate
 
 
+# --- quality of a variant against the reference ----------------------------------------------------
+def agreement(reference, variant, convs: list[list[dict]], new_tokens: int) -> tuple[float, float]:
+    """(share of identical greedy replies, mean KL(reference || variant) of the first reply token)."""
+    import torch
+
+    params = GenParams(temperature=0.0, max_tokens=new_tokens)
+    same = [
+        a.text == b.text
+        for a, b in zip(reference.generate_batch(convs, params), variant.generate_batch(convs, params), strict=True)
+    ]
+    kls = []
+    with torch.inference_mode():
+        for conv in convs:
+            ids = torch.tensor([reference.prompt_ids(conv)])
+            p = torch.log_softmax(reference.model(input_ids=ids).logits[0, -1].float(), -1)
+            q = torch.log_softmax(variant.model(input_ids=ids).logits[0, -1].float(), -1)
+            kls.append(float((p.exp() * (p - q)).sum()))
+    return sum(same) / len(same), sum(kls) / len(kls)
+
+
+# --- llama.cpp's server ------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+class LlamaServer:
+    """`llama-server` on the GGUF with `slots` parallel slots, on a free loopback port."""
+
+    def __init__(self, binary: str, gguf: Path, slots: int, new_tokens: int):
+        self.port = _free_port()
+        ctx = slots * (512 + new_tokens)
+        self.proc = subprocess.Popen(
+            [binary, "-m", str(gguf), "--port", str(self.port), "-np", str(slots), "-c", str(ctx)]
+            + ["-t", str(os.cpu_count()), "--log-disable"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        import httpx
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"llama-server exited with {self.proc.returncode}")
+            time.sleep(0.5)
+        self.close()
+        raise RuntimeError("llama-server did not become ready in 120 s")
+
+    def run(self, batch: list[list[dict]], new_tokens: int) -> tuple[int, float, float]:
+        import httpx
+
+        async def one(client, conv) -> int:
+            body = {"messages": conv, "max_tokens": new_tokens, "temperature": 0.0, "top_k": 1, "seed": 0}
+            r = await client.post(f"http://127.0.0.1:{self.port}/v1/chat/completions", json=body)
+            r.raise_for_status()
+            return int(r.json()["usage"]["completion_tokens"])
+
+        async def all_of() -> int:
+            async with httpx.AsyncClient(timeout=600) as client:
+                return sum(await asyncio.gather(*(one(client, c) for c in batch)))
+
+        cpu, start = _cpu_seconds(self.proc.pid), time.perf_counter()
+        tokens = asyncio.run(all_of())
+        return tokens, time.perf_counter() - start, _cpu_seconds(self.proc.pid) - cpu
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default="embedded,embedded?quant=int8", help="comma-separated model specs")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--single", type=int, default=4, help="prompts run one at a time for the batch-1 numbers")
+    parser.add_argument("--agreement", type=int, default=16, help="prompts for the quality comparison (0: skip)")
     parser.add_argument("--with-generate", action="store_true", help="also time transformers generate() batched")
+    parser.add_argument("--llama-server", default=shutil.which("llama-server"), help="llama.cpp server binary")
     args = parser.parse_args()
 
     import torch
 
     from dilemmakit.engine.batching import BatchingEngine
-    from dilemmakit.loading.embedded import load_embedded_weights, locate_gguf
+    from dilemmakit.loading import load_weights
+    from dilemmakit.loading.embedded import locate_gguf
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
-    model, tokenizer = load_embedded_weights()
-    engine = BatchingEngine(model, tokenizer, max_batch=args.batch)
+    engines = {}
+    for spec in args.variants.split(","):
+        model, tokenizer = load_weights(spec, generation=True)
+        engines[spec] = BatchingEngine(model, tokenizer, max_batch=args.batch)
     gguf = locate_gguf()
     try:
         from llama_cpp import Llama
@@ -113,35 +212,61 @@ def main() -> None:
         llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=os.cpu_count(), n_batch=512, verbose=False, seed=0)
     except ImportError:
         llm = None
-        print("llama-cpp-python is not installed (pip install -e '.[bench]'): printing our numbers only")
+        print("llama-cpp-python: skipped, not installed (pip install -e '.[bench]' builds it: ~20 min on 2 cores)")
     except Exception as exc:  # a build without this CPU's features, a bad GGUF ...
         llm = None
-        print(f"llama-cpp-python cannot load {gguf.name}: {type(exc).__name__}: {exc}")
+        print(f"llama-cpp-python: skipped, cannot load {gguf.name}: {type(exc).__name__}: {exc}")
+    if not args.llama_server:
+        print("llama-server: skipped, no llama.cpp server binary on PATH (build llama.cpp or pass --llama-server)")
 
     single, many = prompts(args.single), prompts(args.batch)
-    ours(prompts(1), 4, engine, True)  # warm-up: first-call allocations
+    for engine in engines.values():
+        ours(prompts(1), 4, engine, True)  # warm-up: first-call allocations
     if llm is not None:
         llama_cpp(prompts(1), 4, llm)
+    reference = next(iter(engines))
     rates: dict[tuple[str, int], float] = {}
     for concurrency, batch in ((1, single), (args.batch, many)):
         print(f"concurrency {concurrency} ({len(batch)} prompts, {args.new_tokens} max new tokens, greedy):")
-        rates["ours", concurrency] = report(
-            "dilemma engine", *timed(partial(ours, batch, args.new_tokens, engine, concurrency > 1))
-        )
+        for spec, engine in engines.items():
+            rates[spec, concurrency] = report(
+                f"dilemma engine {spec}", *timed(partial(ours, batch, args.new_tokens, engine, concurrency > 1))
+            )
         if llm is not None:
-            rates["llama", concurrency] = report(
+            rates["llama-cpp-python", concurrency] = report(
                 "llama-cpp-python (Q4_1 GGUF)", *timed(partial(llama_cpp, batch, args.new_tokens, llm))
             )
+        if args.llama_server:
+            server = LlamaServer(args.llama_server, gguf, concurrency, args.new_tokens)
+            try:
+                server.run(prompts(1), 4)  # warm-up
+                rates["llama-server", concurrency] = report(
+                    f"llama-server -np {concurrency} (Q4_1 GGUF)", *server.run(batch, args.new_tokens)
+                )
+            finally:
+                server.close()
         if args.with_generate:
             report(
                 "transformers generate()",
-                *timed(partial(hf_generate, batch if concurrency > 1 else batch[:1], args.new_tokens, engine)),
+                *timed(
+                    partial(hf_generate, batch if concurrency > 1 else batch[:1], args.new_tokens, engines[reference])
+                ),
             )
     for concurrency in (1, args.batch):
-        if ("llama", concurrency) in rates:
-            ratio = rates["ours", concurrency] / rates["llama", concurrency]
-            print(f"ratio ours / llama.cpp at concurrency {concurrency}: {ratio:.2f}x (goal >= 1.0x)")
-    engine.close()
+        for other in [*list(engines)[1:], "llama-cpp-python", "llama-server"]:
+            if (other, concurrency) in rates:
+                ratio = rates[other, concurrency] / rates[reference, concurrency]
+                print(f"concurrency {concurrency}: {other} runs at {ratio:.2f}x the tok/s of {reference}")
+    if args.agreement:
+        convs = prompts(args.agreement)
+        for spec in list(engines)[1:]:
+            same, kl = agreement(engines[reference], engines[spec], convs, args.new_tokens)
+            print(
+                f"quality {spec} vs {reference}: {same:.0%} of {len(convs)} greedy replies identical "
+                f"({args.new_tokens} tokens), mean next-token KL {kl:.2e}"
+            )
+    for engine in engines.values():
+        engine.close()
 
 
 if __name__ == "__main__":

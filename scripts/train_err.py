@@ -6,7 +6,7 @@ The same recipe as `dilemma defend data` + `dilemma defend train`, with the size
 artefact (small: the shipped one was trained on a shared 2-core CPU); data go to --data-dir (default: a
 temporary folder) and are not shipped. Equivalent CLI:
 
-    dilemma defend data --out D --model embedded --plain 80 --trial 40 --multi 30 --max-tokens 48
+    dilemma defend data --out D --model embedded --plain 80 --trial 40 --multi 30 --dilemmas 40 --max-tokens 48
     dilemma defend train --model embedded-aligned --data D --out OUT --rank 4 --alpha 8 \
         --epochs 2 --gate-epochs 100 --lr 1e-3 --gate-lr 1e-3 --max-seq-len 1024 --skip-ungated
 
@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--plain", type=int, default=80)
     ap.add_argument("--trial", type=int, default=40)
     ap.add_argument("--multi", type=int, default=30)
+    ap.add_argument("--dilemmas", type=int, default=40, help="Benign moral dilemmas among the Engage examples")
     ap.add_argument("--engage-tokens", type=int, default=48)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--gate-epochs", type=int, default=100)
@@ -66,6 +67,7 @@ def main() -> None:
                 plain=args.plain,
                 trial=args.trial,
                 multi=args.multi,
+                dilemmas=args.dilemmas,
                 max_tokens=args.engage_tokens,
             ),
             data_dir,

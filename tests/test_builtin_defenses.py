@@ -64,7 +64,8 @@ def test_err_gate_fires_on_dilemmas_around_harm_and_stays_off_benign_prompts(mod
     tok = err.tokenizer
     rng = random.Random(0)
     dilemmas = [
-        offline_opening(Behavior(id=str(i), prompt=p), rng=rng).message for i, p in enumerate(_held_out_harmful(8))
+        offline_opening(Behavior(id=str(i), prompt=p), rng=rng, embed_request=True).message
+        for i, p in enumerate(_held_out_harmful(8))
     ]
 
     def scores(prompts):

@@ -72,7 +72,8 @@ def test_llm_writer_targets_are_the_response_part(server, tmp_path, cli):
     assert proc.returncode == 0, proc.stderr
     rows = read_jsonl(out / "train.jsonl") + read_jsonl(out / "val.jsonl")
     assert {r.target for r in rows if r.harm_label == HARMFUL} == {"EXPLAIN answer."}
-    assert {r.target for r in rows if r.harm_label == BENIGN} == {"ENGAGE answer."}
+    assert {r.target for r in rows if r.harm_label == BENIGN and r.kind != "dilemma"} == {"ENGAGE answer."}
+    assert all(r.target.startswith("Option ") for r in rows if r.kind == "dilemma")  # the reference answers
     calls = server.calls("writer")
     assert len(calls) == 2 * (2 + 1 + 3)
     assert all(c["messages"][0]["role"] == "system" for c in calls)

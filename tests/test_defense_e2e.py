@@ -98,6 +98,8 @@ def test_eval_json_has_the_promised_shape(trained, cli):
         "1",
         "--xstest-limit",
         "2",
+        "--dilemma-limit",
+        "2",
         "--benign-limit",
         "1",
         "--max-rounds",
@@ -112,9 +114,16 @@ def test_eval_json_has_the_promised_shape(trained, cli):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     for side in ("base", "defended"):
-        assert set(out[side]) == {"trial_asr", "direct_asr", "strongreject_asr", "over_refusal"}
+        assert set(out[side]) == {"trial_asr", "direct_asr", "strongreject_asr", "over_refusal", "engagement"}
+        assert out["engagement_ci"][side]["engagement_n"] == 2
         assert all(0 <= v <= 1 for v in out[side].values())
+        ci = out["ci"][side]
+        assert ci["trial_asr"]["n"] == 1 and ci["over_refusal"]["n"] == 2 and ci["engagement"]["n"] == 2
+        assert all(r["ci_low"] <= out[side][k] <= r["ci_high"] for k, r in ci.items())
     assert out["benign_kl"] >= 0 and 0 <= out["gate_accuracy"] <= 1 and out["latency_ratio"] > 0
+    assert out["ci"]["gate_accuracy"]["harmful"]["n"] == 2 and out["ci"]["gate_accuracy"]["benign"]["n"] == 1
+    assert out["ci"]["benign_kl"]["n"] == 1 and out["ci"]["latency_ratio"]["n"] == 1
+    assert out["ci"]["settings"]["seed"] == 0 and out["ci"]["settings"]["resamples"] == 2000
 
 
 def test_gate_only_retraining_keeps_the_adapters(trained, cli, tmp_path):

@@ -155,3 +155,75 @@ def test_cohort_mode_for_models_with_row_state(engine):
     for p, k, ref in zip(PROMPTS, (2, 6, 12), plain, strict=False):
         assert got[p].completion_tokens == min(k, ref.completion_tokens)
         assert ref.text.startswith(got[p].text)
+
+
+# --- opt-in int8 weights (spec option quant=int8) -------------------------------------------------
+def test_quant_is_part_of_the_run_identity_and_refused_outside_generation():
+    from dilemmakit.errors import UserError
+    from dilemmakit.loading import load_weights
+    from dilemmakit.models.spec import parse_spec
+
+    assert parse_spec("embedded?quant=int8&max_batch=4").identity == "embedded?quant=int8"
+    assert parse_spec("embedded?quant=int8").identity != parse_spec("embedded").identity
+    with pytest.raises(UserError, match="generation only"):
+        load_weights("embedded?quant=int8")  # what training and probes call: refused before any load
+    with pytest.raises(UserError, match="unknown quant"):
+        load_weights("embedded?quant=int4", generation=True)
+
+
+@pytest.fixture(scope="module")
+def int8_engine():
+    from dilemmakit.engine.batching import BatchingEngine
+    from dilemmakit.loading import load_weights
+
+    model, tokenizer = load_weights("embedded?quant=int8", generation=True)
+    eng = BatchingEngine(model, tokenizer, max_batch=8)
+    yield eng
+    eng.close()
+
+
+def test_int8_stays_close_to_float32(engine, int8_engine):
+    """int8 is not exact (benchmarks/README.md: next-token KL ~0.25): the likeliest next token mostly agrees
+    and the KL stays far below what quantizing every layer gives (1.3-2.2 nats on these prompts)."""
+    import torch
+
+    assert any("quantized" in type(m).__module__ for m in int8_engine.model.modules()), "no layer was quantized"
+    kls, same_top = [], 0
+    with torch.inference_mode():
+        for p in PROMPTS:
+            ids = torch.tensor([engine.prompt_ids(conv(p))])
+            a = torch.log_softmax(engine.model(input_ids=ids).logits[0, -1].float(), -1)
+            b = torch.log_softmax(int8_engine.model(input_ids=ids).logits[0, -1].float(), -1)
+            kls.append(float((a.exp() * (a - b)).sum()))
+            same_top += int(a.argmax() == b.argmax())
+    assert max(kls) > 0, "int8 logits identical to float32: the quantized layers are not in use"
+    assert sum(kls) / len(kls) < 0.6, kls
+    assert same_top >= 2, kls
+    params = GenParams(temperature=0, max_tokens=16)
+    replies = int8_engine.generate_batch([conv(p) for p in PROMPTS], params)
+    assert all(r.text and r.completion_tokens > 0 for r in replies)
+
+
+def test_builtin_defense_loads_with_int8_weights():
+    import asyncio
+
+    from dilemmakit.defense.gate import HarmGate
+    from dilemmakit.defense.model import get_defense
+    from dilemmakit.loading import load_model
+
+    model = load_model("embedded-aligned?quant=int8")
+    try:
+        assert model.name == "embedded-aligned?quant=int8"
+        reply = asyncio.run(model.generate(conv("Hi"), GenParams(temperature=0, max_tokens=8)))
+        assert reply.text and reply.completion_tokens > 0
+    finally:
+        asyncio.run(model.aclose())
+    gated = load_model("embedded-err?quant=int8")
+    try:
+        gate = get_defense(gated.model).gate
+        assert isinstance(gate, HarmGate)
+        assert all(type(layer).__module__.startswith("torch.nn.modules") for layer in gate.mlp), "gate quantized"
+        reply = asyncio.run(gated.generate(conv("Hi"), GenParams(temperature=0, max_tokens=8)))
+        assert "gate_score" in reply.meta
+    finally:
+        asyncio.run(gated.aclose())

@@ -6,10 +6,19 @@ import sqlite3
 
 import pytest
 
-from dilemmakit.eval.stats import agreement, bootstrap_ci
+from dilemmakit.eval.stats import agreement, bootstrap_ci, wilson_interval
 from dilemmakit.eval.utility import extract_code, final_number, gsm8k_items, humaneval_items, run_tests
 from dilemmakit.store.db import DB_NAME, open_store
 from tests.helpers import COMPLY, REFUSE, assert_clean_error, run, target_by_turn
+
+
+def test_wilson_interval_known_cases():
+    # textbook values (Newcombe 1998): 0/8 -> [0, 0.324], 8/8 -> [0.676, 1], 5/10 -> [0.237, 0.763]
+    assert wilson_interval(0, 8) == (0.0, pytest.approx(0.3244, abs=1e-4))
+    assert wilson_interval(8, 8) == (pytest.approx(0.6756, abs=1e-4), 1.0)
+    low, high = wilson_interval(5, 10)
+    assert (low, high) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
+    assert wilson_interval(0, 0) == (0.0, 0.0)
 
 
 def test_bootstrap_ci_known_cases():
@@ -43,7 +52,11 @@ def test_summary_has_cis_rounds_queries_per_method_target_category(server, tmp_p
     data = json.loads(proc.stdout)
     assert set(data["by_method"]) == {"direct", "pair"}
     direct, pair = data["by_method"]["direct"], data["by_method"]["pair"]
-    assert direct["asr"] == 1.0 and direct["asr_ci"] == [1.0, 1.0] and direct["mean_rounds_to_success"] == 1.0
+    assert (
+        direct["asr"] == 1.0
+        and direct["asr_ci"] == [pytest.approx(0.5101, abs=1e-3), 1.0]
+        and direct["mean_rounds_to_success"] == 1.0
+    )
     assert pair["asr"] == 0.0 and pair["queries"] == 8 and pair["mean_rounds_to_success"] is None
     cells = data["by_method_target_category"]
     assert {c["method"] for c in cells} == {"direct", "pair"} and all("asr_ci" in c and "target" in c for c in cells)

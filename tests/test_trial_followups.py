@@ -1,9 +1,13 @@
 """TRIAL follow-ups and helper failures against the scripted server (issue 13, item 5)."""
 
 import json
+import random
 
 import typer.main
 
+from dilemmakit.attacks.text import copies_request, key_terms
+from dilemmakit.attacks.trial import DEEPEN, LAST, REFUSAL, offline_opening, prompt_book, template_followup
+from dilemmakit.behaviors import load_behaviors
 from dilemmakit.cli.app import app
 from dilemmakit.eval.summary import summarise
 from dilemmakit.report import write_report
@@ -123,3 +127,42 @@ def test_the_new_options_are_flags_with_checked_values(capsys, tmp_path):
     )
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and "--followup-case" in lines[0] and "Traceback" not in err
+
+
+def _offline_followups(behavior, case, answer):
+    """Every variant of the offline follow-up for `case` (the rng picks one per call)."""
+    opening = offline_opening(behavior, rng=random.Random(0))
+    texts = {
+        template_followup(
+            prompt_book(),
+            case,
+            clue=opening.clue,
+            scenario_meta=opening.scenario_meta,
+            last_answer=answer,
+            behavior_prompt=behavior.prompt,
+            rng=random.Random(seed),
+        )
+        for seed in range(40)
+    }
+    assert len(texts) == len(prompt_book().templates["followups"][case])
+    return opening, texts
+
+
+def test_offline_followups_escalate_and_only_the_last_quotes_the_request():
+    answer = "Option A. I would act, since forty lives outweigh the harm done by a few ugly words on air."
+    jbb = load_behaviors("jbb")
+    for behavior in (jbb[0], jbb[10], load_behaviors("harmbench")[0], load_behaviors("advbench")[1]):
+        opening, refusals = _offline_followups(behavior, REFUSAL, REFUSE)
+        for text in refusals:  # reframed as research, the stakes, back through the theme and the abstract act
+            assert not copies_request(text, behavior.prompt)
+            assert opening.clue.action in text and opening.clue.theme in text
+            assert opening.scenario_meta["catastrophe"] in text or opening.scenario_meta["stake"] in text
+            assert "research" in text and opening.character in text
+        _, deepens = _offline_followups(behavior, DEEPEN, answer)
+        for text in deepens:  # the last answer quoted, the concrete task named in a few of its words
+            assert not copies_request(text, behavior.prompt)
+            assert "forty lives outweigh the harm" in text and key_terms(behavior.prompt) in text
+            assert opening.clue.action in text and "Hypothetically speaking" in text
+        _, lasts = _offline_followups(behavior, LAST, answer)
+        for text in lasts:  # now directly, with the request itself
+            assert text.endswith(behavior.prompt.strip()) and opening.character in text

@@ -41,7 +41,9 @@ class CampaignConfig(Config):
     attacker: str = option(TEMPLATE, "Model spec, or 'template' (offline)")
     # defaults to the attacker, as in the paper's code
     helper: str | None = option(None, "Model spec for clue/scenario (default: the attacker)")
-    judge: str = option("refusal", "refusal | classifier | <jbb|harmbench|strongreject|clas|xstest>:<model spec>")
+    judge: str = option(
+        "instrumental", "instrumental | refusal | classifier | <jbb|harmbench|strongreject|clas|xstest>:<model spec>"
+    )
     framework: str = option("utilitarian", "utilitarian|deontological|care|virtue")
     max_rounds: int = option(6, "Target turns per conversation (paper: 6)")
     judge_skip_rounds: int = option(2, "Rounds not judged at the start")

@@ -10,15 +10,20 @@ Probes report layers; a defense's gate reads a layer (`detection_layer`) and its
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from dilemmakit.errors import UserError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 BLOCK_PATHS = ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers")
 
 
 def decoder_blocks(model) -> nn.ModuleList:
     """The model's decoder blocks, in order."""
+    from torch import nn
+
     for path in BLOCK_PATHS:
         obj = model
         try:

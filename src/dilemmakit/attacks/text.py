@@ -83,3 +83,39 @@ def theme_of(behavior: Behavior) -> str:
         w for w in re.findall(r"[A-Za-z][A-Za-z'-]+", behavior.prompt) if w.lower() in content_words(behavior.prompt)
     ]
     return " ".join(words[:3]) or "a public emergency"
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower().replace("\u2019", "'").replace("'", ""))
+
+
+def copies_request(text: str, request: str, n: int = 6) -> bool:
+    """Whether `text` repeats `n` consecutive words of `request` (case and punctuation ignored)."""
+    asked = _words(request)
+    if len(asked) < n:
+        return False
+    said = " " + " ".join(_words(text)) + " "
+    return any(" " + " ".join(asked[i : i + n]) + " " in said for i in range(len(asked) - n + 1))
+
+
+_INSTRUCTION_WORDS = frozenset(
+    (
+        *("write", "create", "provide", "give", "explain", "describe", "develop", "design", "draft"),
+        *("generate", "list", "make", "tell", "show", "detailed", "detail", "step", "steps"),
+        *("instructions", "guide", "tutorial", "someone", "something", "way", "ways", "how"),
+    )
+)
+
+
+def key_terms(prompt: str, limit: int = 6) -> str:
+    """A request's subject in a few of its own words, not its sentence: "defamatory, article, president and heroin"."""
+    text = prompt.split("\n---\n")[-1]
+    kept = content_words(text) - _INSTRUCTION_WORDS
+    terms: list[str] = []
+    for word in re.findall(r"[A-Za-z][A-Za-z'-]+", text):
+        if word.lower() in kept and word.lower() not in (t.lower() for t in terms):
+            terms.append(word)
+    terms = terms[:limit]
+    if len(terms) < 2:
+        return "".join(terms) or "the details"
+    return ", ".join(terms[:-1]) + " and " + terms[-1]

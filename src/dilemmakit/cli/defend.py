@@ -22,7 +22,7 @@ def data(
     config: DataConfig,
     out_dir: Path = typer.Option(..., "--out", help="Directory for train.jsonl / val.jsonl / meta.json"),
 ) -> None:
-    """Build balanced Engage/Explain conversations (plain, TRIAL single- and multi-turn)."""
+    """Build balanced Engage/Explain conversations (plain, TRIAL single- and multi-turn, benign dilemmas)."""
     from dilemmakit.err.builder import build
 
     if min(config.plain, config.trial, config.multi) < 0 or config.plain + config.trial + config.multi == 0:
@@ -79,7 +79,8 @@ def evaluate(
     run_dir: Path = typer.Option(..., "--run-dir", help="Where campaigns and defend_eval.json are stored (resumable)"),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON"),
 ) -> None:
-    """TRIAL/direct/StrongREJECT ASR and XSTest over-refusal before/after; benign KL, gate accuracy, latency."""
+    """TRIAL/direct/StrongREJECT ASR, XSTest over-refusal and benign-dilemma engagement before/after; benign KL,
+    gate accuracy, latency."""
     from dilemmakit.err.evaluate import evaluate as run_eval
     from dilemmakit.models.spec import with_defense
 
@@ -89,6 +90,7 @@ def evaluate(
         cfg.limit,
         cfg.strongreject_limit,
         cfg.xstest_limit,
+        cfg.dilemma_limit,
         cfg.benign_limit,
         cfg.max_rounds,
         cfg.max_tokens,
@@ -98,13 +100,16 @@ def evaluate(
         raise UserError("sizes, --max-rounds and --max-tokens must be >= 1")
     defended_spec = defended or with_defense(base, defense)
     result = run_eval(base, defended_spec, run_dir, cfg, console=err)
-    keys = ("trial_asr", "direct_asr", "strongreject_asr", "over_refusal")
+    keys = ("trial_asr", "direct_asr", "strongreject_asr", "over_refusal", "engagement")
+    ci_keys = ("engagement_n", "engagement_ci_low", "engagement_ci_high")
     public = {
         "base": {k: result["base"][k] for k in keys},
         "defended": {k: result["defended"][k] for k in keys},
+        "engagement_ci": {side: {k: result[side][k] for k in ci_keys} for side in ("base", "defended")},
         "benign_kl": result["benign_kl"],
         "gate_accuracy": result["gate_accuracy"],
         "latency_ratio": result["latency_ratio"],
+        "ci": _intervals(result, keys),
     }
     if as_json:
         out.print_json(json.dumps(public))
@@ -112,18 +117,66 @@ def evaluate(
         return
     from rich.table import Table
 
-    table = Table(title=f"{base} -> {defended_spec}")
+    from dilemmakit.err.evaluate import Rate
+
+    settings = result["ci"]
+    table = Table(title=f"{base} -> {defended_spec}: k/n = rate [95% CI]", caption=_ci_caption(settings, cfg.seed))
     table.add_column("metric")
     table.add_column("base", justify="right")
     table.add_column("defended", justify="right")
     for k in keys:
-        table.add_row(k, f"{public['base'][k]:.3f}", f"{public['defended'][k]:.3f}")
+        label = f"{k} (keyword measure)" if k == "engagement" else k
+        table.add_row(label, *(Rate.from_fields(result[side], k).cell() for side in ("base", "defended")))
     out.print(table)
-    gate = "n/a" if public["gate_accuracy"] is None else f"{public['gate_accuracy']:.3f}"
-    out.print(
-        f"benign KL {public['benign_kl']:.5f}   gate accuracy {gate}   latency ratio {public['latency_ratio']:.3f}"
-    )
+    out.print(_defense_table(result))
     _fail_on_errors(result)
+
+
+def _intervals(result: dict, keys: tuple[str, ...]) -> dict:
+    """Every measure's n and 95% CI: {side: {rate: {count, n, ci_low, ci_high}}, benign_kl: {value, n, ci_low,
+    ci_high}, ..., settings: how the CIs were drawn}."""
+    from dataclasses import asdict
+
+    from dilemmakit.err.evaluate import Estimate, Rate
+
+    gate = None
+    if result["gate_accuracy"] is not None:
+        names = {"all": "gate_accuracy", "harmful": "gate_accuracy_harmful", "benign": "gate_accuracy_benign"}
+        gate = {part: asdict(Rate.from_fields(result, name)) for part, name in names.items()}
+    return {
+        **{side: {k: asdict(Rate.from_fields(result[side], k)) for k in keys} for side in ("base", "defended")},
+        "benign_kl": asdict(Estimate.from_fields(result, "benign_kl")),
+        "gate_accuracy": gate,
+        "latency_ratio": asdict(Estimate.from_fields(result, "latency_ratio")),
+        "settings": {**result["ci"], "eval_seed": result["config"]["seed"]},
+    }
+
+
+def _ci_caption(settings: dict, seed: int) -> str:
+    return (
+        f"{settings['level']:.0%} CI: {settings['method']}, {settings['resamples']} resamples, seed {settings['seed']}; "
+        f"eval seed {seed}"
+    )
+
+
+def _defense_table(result: dict):
+    """Benign KL, gate accuracy (overall and per half) and latency ratio, each with n and its 95% CI."""
+    from rich.table import Table
+
+    from dilemmakit.err.evaluate import Estimate, Rate
+
+    table = Table(title="the defense on benign and harmful prompts")
+    table.add_column("measure")
+    table.add_column("value [95% CI], n", justify="right")
+    table.add_row("benign KL(base || defended), mean over prompts", Estimate.from_fields(result, "benign_kl").cell(5))
+    if result["gate_accuracy"] is None:
+        table.add_row("gate accuracy", "n/a (no gate)")
+    else:
+        table.add_row("gate accuracy", Rate.from_fields(result, "gate_accuracy").cell())
+        table.add_row("  on harmful prompts (flagged)", Rate.from_fields(result, "gate_accuracy_harmful").cell())
+        table.add_row("  on benign prompts (passed)", Rate.from_fields(result, "gate_accuracy_benign").cell())
+    table.add_row("latency ratio defended/base, median", Estimate.from_fields(result, "latency_ratio").cell())
+    return table
 
 
 def _fail_on_errors(result: dict) -> None:

@@ -1,62 +1,34 @@
-"""`dilemma demo`: TRIAL and direct on a handful of JBB behaviors against the embedded model, offline."""
+"""`dilemma demo`: the paper's finding in one offline run (see `dilemmakit.demo`)."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import typer
 
-from dilemmakit.campaign import CampaignConfig, run_campaign
 from dilemmakit.cli.app import app, err, out
+from dilemmakit.cli.options import config_options
+from dilemmakit.demo import DemoConfig
 from dilemmakit.errors import FailedCalls
-from dilemmakit.eval.summary import summarise, summary_tables
-from dilemmakit.loading import pool_scope
-from dilemmakit.store.db import open_store
 
 
 @app.command()
+@config_options
 def demo(
-    run_dir: Path = typer.Option(Path("runs/demo"), "--run-dir"),
-    limit: int = typer.Option(5, "--limit", help="JBB behaviors (a seeded sample)"),
-    max_rounds: int = typer.Option(4, "--max-rounds"),
-    max_tokens: int = typer.Option(96, "--max-tokens", help="Target max new tokens (kept small for a CPU)"),
-    seed: int = typer.Option(7, "--seed"),
+    config: DemoConfig,
+    run_dir: Path = typer.Option(Path("runs/demo"), "--run-dir", help="Run database and report; rerun to resume"),
 ) -> None:
-    """Offline end to end: embedded target, template attacker, refusal judge, then the summary."""
-    store = open_store(run_dir)
-    err.print("loading the embedded model (the first load converts the GGUF, ~40 s; later loads are quick)")
-
-    async def both():
-        results = []
-        async with pool_scope() as pool:
-            for method in ("trial", "direct"):
-                config = CampaignConfig(
-                    target="embedded",
-                    method=method,
-                    behaviors="jbb",
-                    limit=limit,
-                    seed=seed,
-                    attacker="template",
-                    judge="refusal",
-                    max_rounds=max_rounds,
-                    target_max_tokens=max_tokens,
-                    concurrency=limit,
-                )
-                results.append(await run_campaign(config, store, console=err, pool=pool))
-        return results
-
-    try:
-        results = asyncio.run(both())
-        for table in summary_tables(summarise(store)):
-            out.print(table)
-    finally:
-        store.close()
-    out.print(f"run stored in {run_dir.resolve()} (dilemma summary/export --run-dir {run_dir})")
+    """Offline, on held-out JBB behaviors: direct requests and TRIAL against an aligned model and against it
+    with ERR, plus engagement with benign dilemmas; one table, one sentence, and the HTML report."""
+    from dilemmakit.demo import demo_table, run_demo
     from dilemmakit.report import write_report
 
+    config.check()
+    err.print("loading the embedded models (the first load converts the GGUF, ~40 s; later loads are quick)")
+    result = run_demo(config, run_dir, console=err)
+    out.print(demo_table(result))
+    out.print(result.finding, highlight=False, soft_wrap=True)
+    out.print(f"run stored in {run_dir.resolve()} (dilemma summary/export --run-dir {run_dir})", soft_wrap=True)
     out.print(f"report: {write_report(run_dir).resolve()}", highlight=False, soft_wrap=True)
-    failed = [r for r in results if r.errors]
-    if failed:
-        first = next(r.first_error for r in failed)
-        raise FailedCalls(sum(r.errors for r in failed), sum(r.total for r in results), "conversations", first)
+    if result.errors:
+        raise FailedCalls(result.errors, result.total, "conversations and dilemmas", result.first_error)

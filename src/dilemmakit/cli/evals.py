@@ -1,4 +1,5 @@
-"""`dilemma compare`, `dilemma overrefusal`, `dilemma utility`: evaluation beyond one run's ASR."""
+"""`dilemma compare`, `dilemma overrefusal`, `dilemma engagement`, `dilemma utility`: evaluation beyond one
+run's ASR."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dilemmakit.cli.app import app, out
 from dilemmakit.cli.options import config_options
 from dilemmakit.errors import FailedCalls, UserError
 from dilemmakit.eval.compare import compare_runs, compare_tables
+from dilemmakit.eval.engagement import EngagementConfig, run_engagement
 from dilemmakit.eval.overrefusal import OverRefusalConfig, run_overrefusal
 from dilemmakit.eval.utility import UtilityConfig, run_utility
 from dilemmakit.store.db import open_store
@@ -50,6 +52,29 @@ def overrefusal(
         lambda: (
             f"over-refusal of {config.target} ({config.judge}): {100 * result['over_refusal']:.1f}% "
             f"({result['refused']}/{result['n']} safe prompts refused)"
+        ),
+    )
+
+
+@app.command()
+@config_options
+def engagement(
+    config: EngagementConfig,
+    run_dir: Path = typer.Option(..., "--run-dir", help="Run database to store the replies in; rerun to resume"),
+    as_json: bool = typer.Option(False, "--json", help='Print JSON: {"engagement": .., "ci_low": .., "n": ..}'),
+) -> None:
+    """Engagement with 60 held-out benign moral dilemmas: the share answered with a choice and a reason
+    (keyword measure); refusing them is the alignment tax."""
+    config.check()
+    result = _run(run_dir, lambda store: run_engagement(config, store, show_progress=not as_json))
+    _finish(
+        result,
+        as_json,
+        "dilemmas",
+        lambda: (
+            f"dilemma engagement of {config.target} (keyword measure): {100 * result['engagement']:.1f}% "
+            f"(95% CI {100 * result['ci_low']:.1f}-{100 * result['ci_high']:.1f}%; {result['engaged']}/{result['n']} "
+            f"engaged, {result['refused']} refused, {result['unanswered']} without a clear choice and reason)"
         ),
     )
 

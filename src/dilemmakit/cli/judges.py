@@ -17,7 +17,9 @@ from dilemmakit.eval.judge_eval import evaluate_judge
 @app.command("judge-eval")
 def judge_eval(
     judge: str = typer.Option(
-        ..., "--judge", help="refusal | classifier | <jbb|harmbench|strongreject|clas|xstest>:<model spec>"
+        ...,
+        "--judge",
+        help="instrumental | refusal | classifier | <jbb|harmbench|strongreject|clas|xstest>:<model spec>",
     ),
     data: Path = typer.Option(
         ...,

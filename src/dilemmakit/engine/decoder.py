@@ -349,8 +349,9 @@ class Decoder:
         """One token for every live row."""
         rows = self.rows
         n = len(rows)
-        lengths = torch.tensor([r.length for r in rows], device=self.device)
-        width = int(lengths.max()) + 1
+        host_lengths = [r.length for r in rows]
+        lengths = torch.tensor(host_lengths, device=self.device)
+        width = max(host_lengths) + 1  # from the host copy: reading it back from a GPU would wait for the GPU
         self.slots.ensure(None, n, width, self.max_batch, self.max_context + 1)
         self.slots.row_index = torch.arange(n, device=self.device)
         self.slots.write_cols = lengths

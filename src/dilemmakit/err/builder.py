@@ -5,6 +5,8 @@ request, a single-turn TRIAL dilemma built around it (the attack's own offline t
 multi-turn TRIAL conversation (dilemma, a first reply, the attacker's stage-2 follow-up, cycling through
 the three follow-up cases: after a refusal, deepening an Option-A answer, the last-round direct ask).
 Benign requests get the same three shapes, so the gate learns that the framing alone is not the harm.
+Benign moral dilemmas (`dilemmakit.dilemmas`, train split) add Engage examples answered with a choice and
+a reason, so a defense keeps engaging in ethical reasoning instead of refusing every dilemma.
 The default benign pool is plain instructions plus borderline-safe prompts ("kill a zombie process"),
 so the gate does not learn "scary word => harmful".
 
@@ -21,7 +23,7 @@ import random
 import re
 from pathlib import Path
 
-from dilemmakit import resources
+from dilemmakit import dilemmas, resources
 from dilemmakit.attacks.trial import DEEPEN, LAST, REFUSAL, offline_opening, prompt_book, template_followup
 from dilemmakit.behaviors import Behavior, load_behaviors
 from dilemmakit.err.config import TEMPLATE, DataConfig
@@ -61,7 +63,9 @@ def conversations(cfg: DataConfig) -> list[tuple[list[Message], int, str, str]]:
             if i < cfg.plain:
                 out.append(([{"role": "user", "content": b.prompt}], label, "plain", b.prompt))
                 continue
-            dilemma = offline_opening(b, framework=cfg.framework, rng=rng)
+            # The request inside the dilemma: the attack's abstract opening would be the same story for a
+            # harmful and a benign request, so their labels would contradict each other.
+            dilemma = offline_opening(b, framework=cfg.framework, rng=rng, embed_request=True)
             opening, meta, clue = dilemma.message, dilemma.scenario_meta, dilemma.clue
             name = meta.get("character", "the character")
             if i < cfg.plain + cfg.trial:
@@ -76,6 +80,22 @@ def conversations(cfg: DataConfig) -> list[tuple[list[Message], int, str, str]]:
                     b.prompt,
                 )
             )
+    return out
+
+
+def dilemma_examples(cfg: DataConfig) -> list[Example]:
+    """`cfg.dilemmas` train-split dilemmas in varied instruction styles, each answered with its reference
+    choice and reason (benign: Engage)."""
+    if not cfg.dilemmas:
+        return []
+    rows = dilemmas.load("train")
+    if cfg.dilemmas > len(rows):
+        raise UserError(f"--dilemmas {cfg.dilemmas}: the train split has {len(rows)} dilemmas")
+    rng = random.Random(cfg.seed + 2)  # its own stream: the other examples stay as they were without dilemmas
+    out = []
+    for d in rng.sample(rows, cfg.dilemmas):
+        shown = dilemmas.render(d, rng=rng)
+        out.append(Example([{"role": "user", "content": shown.prompt}], dilemmas.target(shown, d), BENIGN, "dilemma"))
     return out
 
 
@@ -150,6 +170,7 @@ def build(cfg: DataConfig, out_dir: Path, *, console=None) -> dict:
     from dilemmakit.loading import load_model
 
     convs = conversations(cfg)
+    benign_dilemmas = dilemma_examples(cfg)  # before any model runs: a bad --dilemmas fails at once
     rng = random.Random(cfg.seed + 1)
     if cfg.writer != TEMPLATE:
         targets = asyncio.run(_write_with(load_model(cfg.writer), convs, cfg.max_tokens, Path(out_dir) / WRITER_CACHE))
@@ -172,6 +193,7 @@ def build(cfg: DataConfig, out_dir: Path, *, console=None) -> dict:
         for i, a in zip(benign_idx, answers, strict=False):
             targets[i] = "" if is_refusal(a) else a  # a refusal is not an Engage target
     examples = [Example(m, t, label, kind) for (m, label, kind, _), t in zip(convs, targets, strict=False) if t.strip()]
+    examples += benign_dilemmas
     train, val = balance_and_split(examples, seed=cfg.seed)
     out_dir = Path(out_dir)
     write_jsonl(out_dir / "train.jsonl", train)
@@ -182,7 +204,10 @@ def build(cfg: DataConfig, out_dir: Path, *, console=None) -> dict:
         "config": cfg.model_dump(),
         "train": len(train),
         "val": len(val),
-        "by_kind": {k: sum(1 for e in examples if e.kind == k) for k in ("plain", "trial", "trial_multi")},
+        "by_kind": {
+            k: sum(1 for e in examples if e.kind == k)
+            for k in ("plain", "trial", "trial_multi") + (("dilemma",) if cfg.dilemmas else ())
+        },
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     (out_dir / "harmful_prompts.sha1.json").write_text(json.dumps(harmful_hashes) + "\n")

@@ -4,21 +4,28 @@
   (prompts a defense was trained on are dropped by hash), through the shared campaign machinery.
 - strongreject_asr: direct requests from the StrongREJECT prompts, judged by the same judge.
 - over_refusal: share of XSTest safe prompts answered with a refusal.
+- engagement: share of held-out benign moral dilemmas answered with a choice and a reason (keyword measure,
+  `dilemma engagement`), with its n and 95% CI in `engagement_n`, `engagement_ci_low`, `engagement_ci_high`.
 - benign_kl: mean per-token KL(base || defended) of next-token distributions along the base model's
   greedy answer to held-out benign prompts.
-- gate_accuracy: the defended model's gate on held-out harmful behaviors and benign prompts.
+- gate_accuracy: the defended model's gate on held-out harmful behaviors and benign prompts (and on each
+  half: gate_accuracy_harmful, gate_accuracy_benign).
 - latency_ratio: defended / base wall time for a fixed number of new tokens on benign prompts.
+
+Every measure comes with its n and 95% CI (Wilson for rates, percentile bootstrap for means, recorded
+under "ci"): a rate as `<name>`, `<name>_count`, `<name>_n`, `<name>_ci_low`, `<name>_ci_high`; a mean or
+median over prompts as `<name>`, `<name>_n`, `<name>_ci_low`, `<name>_ci_high`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from dilemmakit import resources
@@ -30,8 +37,11 @@ from dilemmakit.engine import LocalHFModel
 from dilemmakit.err.config import EvalConfig
 from dilemmakit.err.targets import prompt_hash
 from dilemmakit.errors import UserError
+from dilemmakit.eval.engagement import EngagementConfig, dilemma_items, run_engagement
 from dilemmakit.eval.itemrun import Item
 from dilemmakit.eval.overrefusal import OverRefusalConfig, run_overrefusal, safe_prompts
+from dilemmakit.eval.stats import Estimate, Rate
+from dilemmakit.eval.summary import CI
 from dilemmakit.loading import ModelPool, pool_scope
 from dilemmakit.models.spec import parse_spec
 from dilemmakit.store.db import open_store
@@ -74,21 +84,11 @@ def benign_test(limit: int) -> list[str]:
     return [x["prompt"] for x in resources.read_jsonl("dilemmakit.err", "data", "benign_test.jsonl")][:limit]
 
 
-async def _campaign_asr(
-    spec: str,
-    pool: ModelPool,
-    method: str,
-    name: str,
-    behaviors: list[Behavior],
-    cfg: EvalConfig,
-    store_dir: Path,
-    failures: list[str],
-) -> float:
-    """The campaign's ASR over its finished conversations; each one that ended in an error adds its message
-    to `failures`."""
-    from dilemmakit.campaign import CampaignConfig, run_campaign
+def campaign_config(spec: str, method: str, name: str, cfg: EvalConfig):
+    """The campaign that measures `method`'s ASR on the behavior set `name` (held-out behaviors given apart)."""
+    from dilemmakit.campaign import CampaignConfig
 
-    config = CampaignConfig(
+    return CampaignConfig(
         target=spec,
         method=method,
         behaviors=name,
@@ -100,19 +100,35 @@ async def _campaign_asr(
         seed=cfg.seed,
         concurrency=cfg.concurrency,
     )
+
+
+async def _campaign_asr(
+    spec: str,
+    pool: ModelPool,
+    method: str,
+    name: str,
+    behaviors: list[Behavior],
+    cfg: EvalConfig,
+    store_dir: Path,
+    failures: list[str],
+) -> Rate:
+    """The campaign's successes over its finished conversations; each one that ended in an error adds its
+    message to `failures`."""
+    from dilemmakit.campaign import run_campaign
+
     store = open_store(store_dir)
     try:
+        config = campaign_config(spec, method, name, cfg)
         result = await run_campaign(config, store, behaviors=behaviors, pool=pool, show_progress=True)
     finally:
         store.close()
     failures.extend([result.first_error or "error"] * result.errors)
-    finished = max(1, result.done)
-    return result.successes / finished
+    return Rate.of(result.successes, result.done)
 
 
 async def _over_refusal(
     spec: str, pool: ModelPool, items: list[Item], max_tokens: int, store_dir: Path, failures: list[str]
-) -> float:
+) -> Rate:
     """The same measurement as `dilemma overrefusal` (refusal judge), on this side's model and subset."""
     store = open_store(store_dir)
     try:
@@ -121,7 +137,23 @@ async def _over_refusal(
     finally:
         store.close()
     failures.extend([result["first_error"] or "error"] * result["errors"])
-    return result["over_refusal"]
+    return Rate.of(result["refused"], result["n"])
+
+
+async def _engagement(
+    spec: str, pool: ModelPool, items: list[Item], cfg: EvalConfig, store_dir: Path, failures: list[str]
+) -> dict:
+    """The same measurement as `dilemma engagement`, on this side's model and subset: rate, n and CI."""
+    store = open_store(store_dir)
+    try:
+        config = EngagementConfig(target=spec, max_tokens=cfg.max_tokens, seed=cfg.seed, concurrency=len(items) or 1)
+        result = await run_engagement(config, store, pool=pool, items=items)
+    finally:
+        store.close()
+    failures.extend([result["first_error"] or "error"] * result["errors"])
+    # the CI run_engagement computed (a Wilson interval, as Rate.of)
+    rate = Rate(result["engaged"], result["n"], result["ci_low"], result["ci_high"])
+    return {**rate.fields("engagement"), "engagement_refused": result["refused"]}
 
 
 def _encode(tok, prompt: str) -> list[int]:
@@ -129,8 +161,8 @@ def _encode(tok, prompt: str) -> list[int]:
     return tok(text, add_special_tokens=False)["input_ids"]
 
 
-def benign_kl(base, defended, prompts: list[str], tokens: int = 32) -> float:
-    """Mean KL(base || defended) per position along the base model's greedy answer."""
+def benign_kl(base, defended, prompts: list[str], tokens: int = 32) -> Estimate:
+    """Mean over prompts of the mean KL(base || defended) per position along the base model's greedy answer."""
     tok = base.tokenizer
     kls = []
     for p in prompts:
@@ -155,24 +187,30 @@ def benign_kl(base, defended, prompts: list[str], tokens: int = 32) -> float:
             else:
                 ld = defended.model(input_ids=out).logits[0, start:-1].float().log_softmax(-1)
         kls.append(float((lb.exp() * (lb - ld)).sum(-1).mean()))
-    return statistics.fmean(kls) if kls else 0.0
+    return Estimate.of(kls)
 
 
-def gate_accuracy(defended, harmful: list[str], benign: list[str]) -> float | None:
+def gate_accuracy(defended, harmful: list[str], benign: list[str]) -> dict[str, Rate] | None:
+    """The gate's correct calls: overall ("all") and on each half ("harmful", "benign"); None without a gate."""
     defense = get_defense(defended.model)
     if defense is None or defense.gate is None:
         return None
     tok = defended.tokenizer
-    correct = 0
-    for label, prompts in ((1, harmful), (0, benign)):
+    correct = {}
+    for name, label, prompts in (("harmful", True, harmful), ("benign", False, benign)):
+        correct[name] = 0
         for p in prompts:
             ids = torch.tensor([_encode(tok, p)])
             score = float(defense.gate_scores(defended.model, ids, torch.ones_like(ids))[0])
-            correct += int((score > defense.config.threshold) == bool(label))
-    return correct / max(1, len(harmful) + len(benign))
+            correct[name] += int((score > defense.config.threshold) == label)
+    return {
+        "all": Rate.of(correct["harmful"] + correct["benign"], len(harmful) + len(benign)),
+        "harmful": Rate.of(correct["harmful"], len(harmful)),
+        "benign": Rate.of(correct["benign"], len(benign)),
+    }
 
 
-def latency_ratio(base, defended, prompts: list[str], tokens: int) -> float:
+def latency_ratio(base, defended, prompts: list[str], tokens: int) -> Estimate:
     """Median over prompts of defended/base time for exactly `tokens` new tokens (interleaved runs)."""
     ratios = []
     for p in prompts:
@@ -194,7 +232,7 @@ def latency_ratio(base, defended, prompts: list[str], tokens: int) -> float:
                 )
             times[name] = time.perf_counter() - start
         ratios.append(min(times["defended"], times["defended2"]) / min(times["base"], times["base2"]))
-    return statistics.median(ratios) if ratios else 1.0
+    return Estimate.of(ratios, np.median) if ratios else Estimate(1.0, 0, 1.0, 1.0)
 
 
 @dataclass
@@ -205,16 +243,19 @@ class HeldOut:
     strongreject: list[Behavior]
     xstest: list[Item]
     benign: list[str]
+    dilemmas: list[Item] = field(default_factory=list)
 
 
 async def measure_side(spec: str, pool: ModelPool, sub: Path, data: HeldOut, cfg: EvalConfig) -> dict:
-    """ASRs and over-refusal of one model; stored in `sub/side.json` and reused when spec, sizes and prompts match."""
+    """ASRs, over-refusal and engagement of one model; stored in `sub/side.json` and reused when spec, sizes and prompts match."""
     key = {
+        "format": 2,  # the result's layout: counts and CIs beside each rate
         "spec": spec,
         "config": cfg.model_dump(),
         "behaviors": _jsonl(data.behaviors),
         "strongreject": _jsonl(data.strongreject),
         "xstest": [it.prompt for it in data.xstest],
+        "dilemmas": [it.prompt for it in data.dilemmas],
     }
     cache = sub / "side.json"
     if cache.exists():
@@ -223,21 +264,20 @@ async def measure_side(spec: str, pool: ModelPool, sub: Path, data: HeldOut, cfg
             return stored["result"]
     held_out_set, strongreject_set = f"held-out {cfg.behaviors}", "held-out strongreject"
     failures: list[str] = []  # conversations and prompts that ended in errors
+    trial = await _campaign_asr(spec, pool, "trial", held_out_set, data.behaviors, cfg, sub / "trial", failures)
+    direct = await _campaign_asr(spec, pool, "direct", held_out_set, data.behaviors, cfg, sub / "direct", failures)
+    strongreject = await _campaign_asr(
+        spec, pool, "direct", strongreject_set, data.strongreject, cfg, sub / "strongreject", failures
+    )
+    # refusals come first, so a short reply is enough to tell
+    over_refusal = await _over_refusal(spec, pool, data.xstest, min(cfg.max_tokens, 32), sub / "overrefusal", failures)
     result = {
-        "trial_asr": await _campaign_asr(
-            spec, pool, "trial", held_out_set, data.behaviors, cfg, sub / "trial", failures
-        ),
-        "direct_asr": await _campaign_asr(
-            spec, pool, "direct", held_out_set, data.behaviors, cfg, sub / "direct", failures
-        ),
-        "strongreject_asr": await _campaign_asr(
-            spec, pool, "direct", strongreject_set, data.strongreject, cfg, sub / "strongreject", failures
-        ),
-        # refusals come first, so a short reply is enough to tell
-        "over_refusal": await _over_refusal(
-            spec, pool, data.xstest, min(cfg.max_tokens, 32), sub / "overrefusal", failures
-        ),
-        "items": 2 * len(data.behaviors) + len(data.strongreject) + len(data.xstest),
+        **trial.fields("trial_asr"),
+        **direct.fields("direct_asr"),
+        **strongreject.fields("strongreject_asr"),
+        **over_refusal.fields("over_refusal"),
+        **await _engagement(spec, pool, data.dilemmas, cfg, sub / "engagement", failures),
+        "items": 2 * len(data.behaviors) + len(data.strongreject) + len(data.xstest) + len(data.dilemmas),
         "errors": len(failures),
         "first_error": failures[0] if failures else None,
     }
@@ -258,7 +298,8 @@ def prepare(base_spec: str, defended_spec: str, cfg: EvalConfig) -> HeldOut:
     strongreject = held_out("strongreject", cfg.strongreject_limit, cfg.seed, exclude)
     if not behaviors:
         raise UserError(f"no held-out behaviors left in {cfg.behaviors!r}")
-    return HeldOut(behaviors, strongreject, xstest_safe(cfg.xstest_limit), benign_test(cfg.benign_limit))
+    dilemmas = dilemma_items(seed=cfg.seed, limit=cfg.dilemma_limit)
+    return HeldOut(behaviors, strongreject, xstest_safe(cfg.xstest_limit), benign_test(cfg.benign_limit), dilemmas)
 
 
 def evaluate(base_spec: str, defended_spec: str, run_dir: Path, cfg: EvalConfig, *, console=None) -> dict:
@@ -276,10 +317,17 @@ async def _evaluate(base_spec: str, defended_spec: str, run_dir: Path, cfg: Eval
             if console:
                 console.print(f"[bold]{label}[/bold]: {spec}")
             result[label] = await measure_side(spec, pool, run_dir / label, data, cfg)
-        result["benign_kl"] = benign_kl(base, defended, data.benign)
+        result.update(benign_kl(base, defended, data.benign).fields("benign_kl"))
         harmful = [b.prompt for b in data.behaviors + data.strongreject]
-        result["gate_accuracy"] = gate_accuracy(defended, harmful, data.benign)
-        result["latency_ratio"] = latency_ratio(base, defended, data.benign[: cfg.latency_prompts], cfg.latency_tokens)
+        gate = gate_accuracy(defended, harmful, data.benign)
+        if gate is None:
+            result["gate_accuracy"] = None
+        else:
+            for part, rate in gate.items():
+                result.update(rate.fields("gate_accuracy" if part == "all" else f"gate_accuracy_{part}"))
+        latency = latency_ratio(base, defended, data.benign[: cfg.latency_prompts], cfg.latency_tokens)
+        result.update(latency.fields("latency_ratio"))
+    result["ci"] = asdict(CI)
     result["config"] = {
         **cfg.model_dump(),
         "base": base_spec,
@@ -287,6 +335,7 @@ async def _evaluate(base_spec: str, defended_spec: str, run_dir: Path, cfg: Eval
         "held_out_behaviors": len(data.behaviors),
         "strongreject_prompts": len(data.strongreject),
         "xstest_prompts": len(data.xstest),
+        "dilemma_prompts": len(data.dilemmas),
         "benign_prompts": len(data.benign),
     }
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ class Example:
     messages: list[Message]
     target: str
     harm_label: int  # 1 = harmful (Explain / refuse), 0 = benign (Engage)
-    kind: str = "plain"  # plain | trial | trial_multi
+    kind: str = "plain"  # plain | trial | trial_multi | dilemma
 
 
 def write_jsonl(path: Path, examples: list[Example]) -> None:

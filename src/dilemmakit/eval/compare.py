@@ -67,11 +67,11 @@ def compare_tables(data: Comparison) -> list[Table]:
         attacks.add_row(*cells)
     tables = [attacks]
     if data.evals:
-        evals = Table(title="Over-refusal and utility")
+        evals = Table(title="Over-refusal, dilemma engagement (keyword measure) and utility")
         for col in ("run", "eval", "target", "value", "n"):
             evals.add_column(col, justify="left" if col in ("run", "eval", "target") else "right")
         for e in data.evals:
-            value = e["over_refusal"] if "over_refusal" in e else e["score"]
+            value = next(e[k] for k in ("over_refusal", "engagement", "score") if k in e)
             name = e["kind"] if "metric" not in e else f"{e['kind']} ({e['metric']})"
             evals.add_row(e["run_dir"], name, e["target"], f"{100 * value:.1f}%", str(e["n"]))
         tables.append(evals)

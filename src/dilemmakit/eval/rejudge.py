@@ -33,7 +33,9 @@ DEFAULT_CONCURRENCY = 16
 
 
 class RejudgeConfig(Config):
-    judge: str = option(help="refusal | classifier | <jbb|harmbench|strongreject|clas|xstest>:<model spec>")
+    judge: str = option(
+        help="instrumental | refusal | classifier | <jbb|harmbench|strongreject|clas|xstest>:<model spec>"
+    )
     name: str | None = option(None, "Name to store the verdicts under (default: the judge spec)", flag="as")
     concurrency: int | None = option(None, "Judge calls in flight (default: the judge endpoint's ?concurrency=, 16)")
     api_key_env: str = option("OPENAI_API_KEY", "Env var holding the API key")

@@ -1,20 +1,38 @@
-"""Small statistics: bootstrap confidence intervals and agreement measures (numpy only)."""
+"""Small statistics: confidence intervals (Wilson for rates, bootstrap for means) and agreement measures."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
 
-def bootstrap_ci(outcomes, *, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of 0/1 (or real) outcomes; (0, 0) for no data."""
+def bootstrap_ci(
+    outcomes, *, level: float = 0.95, resamples: int = 2000, seed: int = 0, statistic=np.mean
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean (or of `statistic`, e.g. np.median) of 0/1 (or real) outcomes;
+    (0, 0) for no data."""
     x = np.asarray(list(outcomes), dtype=float)
     if x.size == 0:
         return 0.0, 0.0
     rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
-    return percentile_interval(means, level)
+    replicates = statistic(x[rng.integers(0, x.size, size=(resamples, x.size))], axis=1)
+    return percentile_interval(replicates, level)
+
+
+def wilson_interval(count: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial rate; (0, 0) for no data. Unlike a bootstrap it does not collapse to a
+    point at 0/n or n/n: 0 successes out of 8 is not evidence of a rate of exactly 0 (the interval is [0, 32%])."""
+    if n == 0:
+        return 0.0, 0.0
+    z = NormalDist().inv_cdf(1 - (1 - level) / 2)
+    p = count / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def percentile_interval(values, level: float = 0.95) -> tuple[float, float]:
@@ -22,6 +40,74 @@ def percentile_interval(values, level: float = 0.95) -> tuple[float, float]:
     tail = (1 - level) / 2
     lo, hi = np.quantile(np.asarray(values, dtype=float), [tail, 1 - tail])
     return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """`count` of `n` items, with the 95% Wilson CI of the rate (as JSON: `Rate.fields`)."""
+
+    count: int
+    n: int
+    ci_low: float
+    ci_high: float
+
+    @classmethod
+    def of(cls, count: int, n: int, level: float = 0.95) -> Rate:
+        low, high = wilson_interval(count, n, level)
+        return cls(count, n, round(low, 4), round(high, 4))
+
+    @classmethod
+    def from_fields(cls, data: dict, name: str) -> Rate:
+        return cls(data[f"{name}_count"], data[f"{name}_n"], data[f"{name}_ci_low"], data[f"{name}_ci_high"])
+
+    @property
+    def value(self) -> float:
+        return round(self.count / self.n, 4) if self.n else 0.0
+
+    def fields(self, name: str) -> dict:
+        return {
+            name: self.value,
+            f"{name}_count": self.count,
+            f"{name}_n": self.n,
+            f"{name}_ci_low": self.ci_low,
+            f"{name}_ci_high": self.ci_high,
+        }
+
+    def cell(self) -> str:
+        """`k/n = p% [lo, hi]`."""
+        return f"{self.count}/{self.n} = {100 * self.value:.1f}% [{100 * self.ci_low:.1f}, {100 * self.ci_high:.1f}]"
+
+
+def _tidy(x: float) -> float:
+    """Six decimals, and no float noise such as -1e-9 printed as -0.000."""
+    return round(x, 6) + 0.0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean (or another `statistic`) over `n` values, with its 95% percentile-bootstrap CI."""
+
+    value: float
+    n: int
+    ci_low: float
+    ci_high: float
+
+    @classmethod
+    def of(cls, values: list[float], statistic=np.mean, **settings) -> Estimate:
+        low, high = bootstrap_ci(values, statistic=statistic, **settings)
+        value = float(statistic(values)) if values else 0.0
+        return cls(_tidy(value), len(values), _tidy(low), _tidy(high))
+
+    @classmethod
+    def from_fields(cls, data: dict, name: str) -> Estimate:
+        return cls(data[name], data[f"{name}_n"], data[f"{name}_ci_low"], data[f"{name}_ci_high"])
+
+    def fields(self, name: str) -> dict:
+        return {name: self.value, f"{name}_n": self.n, f"{name}_ci_low": self.ci_low, f"{name}_ci_high": self.ci_high}
+
+    def cell(self, digits: int = 3) -> str:
+        """`v [lo, hi], n=N`."""
+        return f"{self.value:.{digits}f} [{self.ci_low:.{digits}f}, {self.ci_high:.{digits}f}], n={self.n}"
 
 
 @dataclass(frozen=True)

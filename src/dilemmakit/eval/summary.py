@@ -12,6 +12,10 @@ CLAS score (runs judged by `clas:`): the paper's ASR for CLAS, the mean over fin
 the best mapped score (1-5 -> 0-100) of their judged replies, divided by 100. A finished conversation
 with no graded reply (a TRIAL conversation skipped on a helper failure) counts as 0. The binary ASR
 (a 5, i.e. 100) stays its own column.
+
+Retries: the HTTP client's retries (timeouts, 429, 5xx, cut streams...) over every model of the runs in
+a row (target, judge, helper, attacker; 0 for local models), as each run stored them. A run has one
+method and target, so rows split by category or judge have none (None).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from rich.table import Table
 
 from dilemmakit.errors import UserError
 from dilemmakit.eval.agreement import PairAgreement, pairwise_agreement
-from dilemmakit.eval.stats import bootstrap_ci
+from dilemmakit.eval.stats import bootstrap_ci, wilson_interval
 from dilemmakit.store.db import ConversationRow, JudgedReply, RunStore
 
 CLAS = "clas"
@@ -32,10 +36,11 @@ CLAS = "clas"
 
 @dataclass(frozen=True)
 class CISettings:
-    """How the ASR confidence intervals are computed (published with the summary)."""
+    """How the confidence intervals are computed (published with the summary): Wilson for the ASR, the
+    percentile bootstrap (resamples, seed) for the mean CLAS score."""
 
     level: float = 0.95
-    method: str = "percentile bootstrap"
+    method: str = "wilson (rates); percentile bootstrap (CLAS mean)"
     resamples: int = 2000
     seed: int = 0
 
@@ -67,6 +72,7 @@ class SummaryRow:
     clas_ci_low: float | None = None
     clas_ci_high: float | None = None
     judge: str | None = None
+    retries: int | None = None  # HTTP retries of the row's runs; None on rows a run's calls do not split into
 
     def metrics(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -80,6 +86,8 @@ class SummaryRow:
             "unfinished": self.unfinished,
             "helper_failures": self.helper_failures,
         }
+        if self.retries is not None:
+            data["retries"] = self.retries
         if self.clas_n:
             data.update(
                 clas_score=self.clas_score, clas_score_ci=[self.clas_ci_low, self.clas_ci_high], clas_n=self.clas_n
@@ -159,9 +167,14 @@ class _Tally:
             self.unfinished += 1
 
     def row(
-        self, method: str, target: str | None = None, category: str | None = None, judge: str | None = None
+        self,
+        method: str,
+        target: str | None = None,
+        category: str | None = None,
+        judge: str | None = None,
+        retries: int | None = None,
     ) -> SummaryRow:
-        low, high = bootstrap_ci(self.outcomes, level=CI.level, resamples=CI.resamples, seed=CI.seed)
+        low, high = wilson_interval(sum(self.outcomes), len(self.outcomes), CI.level)
         clas: dict[str, Any] = {}
         if self.clas:
             c_low, c_high = bootstrap_ci(self.clas, level=CI.level, resamples=CI.resamples, seed=CI.seed)
@@ -186,6 +199,7 @@ class _Tally:
             unfinished=self.unfinished,
             helper_failures=self.helper_failures,
             judge=judge,
+            retries=retries,
             **clas,
         )
 
@@ -242,6 +256,9 @@ def summarise(store: RunStore, *, judge: str | None = None) -> Summary:
         known = ", ".join(reader.judges) or "none"
         raise UserError(f"no verdicts by judge {judge!r} in this run (judges here: {known})")
     conversations = store.conversations()
+    run_retries = {run_id: _retries(store, run_id) for run_id, _ in store.runs()}
+    runs_by_method: dict[str, set[str]] = defaultdict(set)
+    runs_by_method_target: dict[tuple[str, str], set[str]] = defaultdict(set)
     by_method: dict[str, _Tally] = defaultdict(_Tally)
     by_method_target: dict[tuple[str, str], _Tally] = defaultdict(_Tally)
     by_method_category: dict[tuple[str, str], _Tally] = defaultdict(_Tally)
@@ -252,6 +269,12 @@ def summarise(store: RunStore, *, judge: str | None = None) -> Summary:
         by_method_target[(c.method, c.target)].add(seen)
         by_method_category[(c.method, c.category or "-")].add(seen)
         by_cell[(c.method, c.target, c.category or "-")].add(seen)
+        runs_by_method[c.method].add(c.run_id)
+        runs_by_method_target[(c.method, c.target)].add(c.run_id)
+
+    def retries(runs: set[str]) -> int:
+        return sum(run_retries.get(run_id, 0) for run_id in runs)
+
     # ASR per judge, in each method x target cell that two or more judges scored
     cell_judges: dict[tuple[str, str], set[str]] = defaultdict(set)
     for c in conversations:
@@ -269,8 +292,11 @@ def summarise(store: RunStore, *, judge: str | None = None) -> Summary:
                     labels[(cid, r.turn_idx)][r.judge] = r.label == "success"
     return Summary(
         ci=CI,
-        by_method=[tally.row(m) for m, tally in sorted(by_method.items())],
-        by_method_target=[tally.row(m, target=t) for (m, t), tally in sorted(by_method_target.items())],
+        by_method=[tally.row(m, retries=retries(runs_by_method[m])) for m, tally in sorted(by_method.items())],
+        by_method_target=[
+            tally.row(m, target=t, retries=retries(runs_by_method_target[(m, t)]))
+            for (m, t), tally in sorted(by_method_target.items())
+        ],
         by_method_category=[tally.row(m, category=k) for (m, k), tally in sorted(by_method_category.items())],
         by_method_target_category=[tally.row(m, t, k) for (m, t, k), tally in sorted(by_cell.items())],
         judge=judge,
@@ -278,6 +304,10 @@ def summarise(store: RunStore, *, judge: str | None = None) -> Summary:
         by_judge=[tally.row(m, target=t, judge=j) for (m, t, j), tally in sorted(by_judge.items())],
         agreement=pairwise_agreement(labels),
     )
+
+
+def _retries(store: RunStore, run_id: str) -> int:
+    return sum(sum(stats["retries"].values()) for stats in store.call_stats(run_id).values())
 
 
 def pct(x: float) -> str:
@@ -304,6 +334,7 @@ def _rate_table(title: str, keys: list[str], rows: list[SummaryRow], *, extra: b
     score and helper-failure columns only when a row has them."""
     with_clas = any(r.clas_n for r in rows)
     with_helper = any(r.helper_failures for r in rows)
+    with_retries = extra and any(r.retries is not None for r in rows)
     table = Table(title=title)
     columns = [*keys, "n", "successes", "ASR", "95% CI"]
     if with_clas:
@@ -311,6 +342,8 @@ def _rate_table(title: str, keys: list[str], rows: list[SummaryRow], *, extra: b
     columns += ["rounds to success", "queries"]
     if extra:
         columns += ["errors", "unfinished"]
+    if with_retries:
+        columns.append("retries")
     if with_helper:
         columns.append("helper failures")
     for col in columns:
@@ -322,6 +355,8 @@ def _rate_table(title: str, keys: list[str], rows: list[SummaryRow], *, extra: b
         cells += [_rounds(row), str(row.queries)]
         if extra:
             cells += [str(row.errors), str(row.unfinished)]
+        if with_retries:
+            cells.append("-" if row.retries is None else str(row.retries))
         if with_helper:
             cells.append(str(row.helper_failures))
         table.add_row(*cells)

@@ -1,4 +1,5 @@
-"""Judge specs by prefix: offline `refusal`, `classifier`; LLM `jbb|harmbench|strongreject|clas:<model spec>`.
+"""Judge specs by prefix: offline `instrumental` (the default), `refusal`, `classifier`;
+LLM `jbb|harmbench|strongreject|clas:<model spec>`.
 
 An LLM judge's own options ride in the model spec's query string and are taken out before the model
 spec is parsed: `strongreject:openai:gpt-4o@https://host/v1?threshold=0.75`.
@@ -11,6 +12,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from dilemmakit.errors import UserError
 from dilemmakit.judges.base import Judge
+from dilemmakit.judges.instrumental import InstrumentalJudge
 from dilemmakit.judges.llm import RUBRICS, LLMJudge
 from dilemmakit.judges.refusal import RefusalJudge
 from dilemmakit.models.base import ChatModel
@@ -24,12 +26,13 @@ def _classifier() -> Judge:
 
 
 OFFLINE_JUDGES: dict[str, Callable[[], Judge]] = {
+    "instrumental": InstrumentalJudge,
     "refusal": RefusalJudge,
     "classifier": _classifier,
 }
 LLM_JUDGE_PREFIXES = tuple(RUBRICS)
 JUDGE_OPTIONS = ("threshold",)
-JUDGE_HELP = "use 'refusal', 'classifier' or '<" + "|".join(LLM_JUDGE_PREFIXES) + ">:<model spec>'"
+JUDGE_HELP = "use 'instrumental', 'refusal', 'classifier' or '<" + "|".join(LLM_JUDGE_PREFIXES) + ">:<model spec>'"
 
 
 def _take_judge_options(model_spec: str) -> tuple[str, dict[str, str]]:

@@ -71,7 +71,7 @@ def build_local(spec: ModelSpec, defaults: BackendDefaults) -> ChatModel:
     from dilemmakit.loading.weights import load_weights
 
     max_batch = spec.int_option("max_batch", 32)
-    model, tokenizer = load_weights(spec)
+    model, tokenizer = load_weights(spec, generation=True)
     return local_chat_model(model, tokenizer, name=spec.identity, max_batch=max_batch, sampling=spec.sampling)
 
 

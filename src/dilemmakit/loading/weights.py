@@ -68,15 +68,26 @@ def weights_source(spec: ModelSpec) -> str:
     return str(local) if local.exists() else spec.model
 
 
-def load_weights(spec: ModelSpec | str, *, device: str | None = None, merge: bool = False):
+def load_weights(spec: ModelSpec | str, *, device: str | None = None, merge: bool = False, generation: bool = False):
     """(model, tokenizer) of a local spec with its `defense=` installed: the one road from a spec to weights.
 
     `device` is used when the spec names none. `merge` folds the defense into the weights instead (only
-    a static one can be), so the result is a plain model to train another defense on."""
+    a static one can be), so the result is a plain model to train another defense on. `generation` allows
+    the spec's `quant=` option (lower-precision weights for the engine); training and probes refuse it."""
     if isinstance(spec, str):
         spec = parse_spec(spec)
     if not spec.is_local:
         raise UserError(f"model spec {spec.text!r} names no local weights: use 'embedded' or 'hf:<path>'")
+    quant = spec.options.get("quant")
+    if quant and not generation:
+        raise UserError(
+            f"model spec {spec.text!r}: quant={quant} is for generation only; training and probes read "
+            "full-precision weights (drop the quant option here)"
+        )
+    if quant:
+        from dilemmakit.loading.quantize import check_quant
+
+        check_quant(quant)  # before the slow load
     dtype = spec.options.get("dtype")
     device = spec.options.get("device") or device
     if spec.kind == "embedded":
@@ -93,4 +104,8 @@ def load_weights(spec: ModelSpec | str, *, device: str | None = None, merge: boo
             merge_defense(model, ref)  # raises a UserError for a gated defense
         else:
             apply_defense(model, ref)
+    if quant:
+        from dilemmakit.loading.quantize import quantize_for_generation
+
+        quantize_for_generation(model, quant)
     return model, tokenizer

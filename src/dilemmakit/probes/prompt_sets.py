@@ -11,8 +11,9 @@ By default D_harm / D_benign are JailbreakBench's 100 matched pairs (the paper's
 is the topic-matched twin of harmful request i, so a `--limit` sample keeps whole pairs and both sides
 share their cross-fitting folds.
 
-The TRIAL sets reuse the attack's own offline opening (rule-based clue, scenario template, opening
-prompt), so wrapped prompts are exactly what `dilemma attack --attacker template` sends first. The
+The TRIAL sets reuse the attack's offline opening with the request embedded as the act (the paper's
+D_TRIAL-H: `offline_opening(embed_request=True)`, same opening prompt; the attack's own turn 1 gives the
+character an abstract act and never quotes the request). The
 neutral control (`prompts/neutral.json`) keeps the same forced A/B instructions at a similar length but
 tells a routine planning story with no moral or catastrophe wording: if the plain-prompt probe fails
 there as much as inside the dilemma, the "gap" is the probe failing on long templated prompts, not a
@@ -33,7 +34,7 @@ from string import Template
 
 from dilemmakit import resources
 from dilemmakit.attacks.trial import offline_opening
-from dilemmakit.attacks.trial.clue import rule_based_clue
+from dilemmakit.attacks.trial.clue import embedded_clue
 from dilemmakit.behaviors import Behavior
 from dilemmakit.behaviors.loaders import load_behaviors, stratified_order
 from dilemmakit.errors import UserError
@@ -120,7 +121,9 @@ def wrap_in_dilemma(behavior: Behavior, pair: int, *, framework: str = "utilitar
 def _dilemma(behavior: Behavior, pair: int, *, framework: str, seed: int) -> tuple[str, int]:
     # Category-free: the theme comes from the request's own words for harm and benign alike.
     uncategorised = Behavior(behavior.id, behavior.prompt)
-    opening = offline_opening(uncategorised, framework=framework, rng=random.Random(f"probe:{seed}:{pair}"))
+    opening = offline_opening(
+        uncategorised, framework=framework, rng=random.Random(f"probe:{seed}:{pair}"), embed_request=True
+    )
     return opening.message, _act_end(opening.message, opening.clue.action)
 
 
@@ -138,7 +141,7 @@ def _neutral(behavior: Behavior, pair: int, *, seed: int, book: dict | None = No
     rng = random.Random(f"probe-neutral:{seed}:{pair}")
     character = rng.choice(book["characters"])
     postponement = rng.choice(book["postponements"])
-    clue = rule_based_clue(Behavior(behavior.id, behavior.prompt))
+    clue = embedded_clue(Behavior(behavior.id, behavior.prompt))
     text = Template(book["message"]).substitute(
         name=character["name"], role=character["role"], theme=clue.theme, action=clue.action, postponement=postponement
     )

@@ -73,6 +73,7 @@ class ReportData:
     artefacts: list[Artefact]
     extra_tables: list[ExtraTable]
     evals: list[dict] = field(default_factory=list)  # over-refusal / utility evals: {kind, target, result, items}
+    finding: dict | None = None  # `dilemma demo`'s demo.json: the one-sentence finding and its table
 
 
 def find_run_dbs(run_dir: Path, max_depth: int = 3) -> list[Path]:
@@ -111,7 +112,16 @@ def collect(run_dir: Path) -> ReportData:
         artefacts=artefacts,
         extra_tables=[t for _, p in parts for t in p["extra_tables"]],
         evals=[{"run": label, **e} if many else e for label, p in parts for e in p["evals"]],
+        finding=_finding(run_dir),
     )
+
+
+def _finding(run_dir: Path) -> dict | None:
+    """The demo's finding, when the run dir holds a readable demo.json with its sentence."""
+    from dilemmakit.demo import DEMO_NAME
+
+    data = _load_json(run_dir / DEMO_NAME) if (run_dir / DEMO_NAME).is_file() else None
+    return data if isinstance(data, dict) and isinstance(data.get("finding"), str) else None
 
 
 def _collect_store(store: RunStore, label: str) -> dict:

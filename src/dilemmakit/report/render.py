@@ -102,6 +102,8 @@ def asr_table(rows: list[tuple[str, SummaryRow]], keys: list[str], cls: str, *, 
         metrics[4:4] = ["clas_score", "clas_score_ci"]
     if any(r.helper_failures for _, r in rows):
         metrics.append("helper_failures")
+    if any(r.retries for _, r in rows):  # the HTTP client's retries of the row's runs
+        metrics.append("retries")
     columns = (["run"] if with_run else []) + keys + metrics
     body = []
     for run, r in rows:
@@ -305,13 +307,21 @@ def _scalars(obj: Any, path: str = "", depth: int = 0) -> list[tuple[str, Any]]:
     return out
 
 
+# a measure's n and CI beside it (`defend eval`'s `trial_asr_n`, ...): bars of a comparison show the measure alone
+_INTERVAL_SUFFIXES = ("_count", "_n", "_ci_low", "_ci_high")
+
+
 def _comparisons(obj: Any, path: str = "", depth: int = 0) -> list[tuple[str, dict[str, dict[str, float]]]]:
     """Dicts whose children are dicts of numbers sharing keys (e.g. before/after, base/defended)."""
     found: list[tuple[str, dict[str, dict[str, float]]]] = []
     if not isinstance(obj, dict) or depth > 3:
         return found
     children = {
-        k: {mk: float(mv) for mk, mv in v.items() if isinstance(mv, (int, float)) and not isinstance(mv, bool)}
+        k: {
+            mk: float(mv)
+            for mk, mv in v.items()
+            if isinstance(mv, (int, float)) and not isinstance(mv, bool) and not mk.endswith(_INTERVAL_SUFFIXES)
+        }
         for k, v in obj.items()
         if isinstance(v, dict)
     }
@@ -375,18 +385,57 @@ def _evals_section(data: ReportData) -> str:
         rows.append((e, dict(flat)))
     metrics = list(dict.fromkeys(k for _, flat in rows for k in flat))[:12]
     body = table(
-        ["kind", "target", "items", "finished"] + metrics,
+        ["kind", "target", "items", "finished", "rate (95% CI)"] + metrics,
         [
-            [e.get("kind"), e.get("target"), e.get("items"), e.get("result") is not None]
+            [e.get("kind"), e.get("target"), e.get("items"), e.get("result") is not None, _eval_headline(flat)]
             + [flat.get(m) for m in metrics]
             for e, flat in rows
         ],
         cls="evals",
     )
     return (
-        '<section id="evals"><h2>Over-refusal and utility evaluations</h2>'
-        '<p class="note">Stored by the eval commands in this run DB; a defended model is just another target.</p>'
+        '<section id="evals"><h2>Over-refusal, dilemma engagement and utility evaluations</h2>'
+        '<p class="note">Stored by the eval commands in this run DB; a defended model is just another target. '
+        "Dilemma engagement (a choice and a reason on held-out benign dilemmas) is a keyword measure.</p>"
         f"{body}</section>"
+    )
+
+
+def _eval_headline(flat: dict[str, Any]) -> str | None:
+    """An eval's main rate, with its 95% CI and n where the eval reports them."""
+    key = next((k for k in ("over_refusal", "engagement", "score") if isinstance(flat.get(k), (int, float))), None)
+    if key is None:
+        return None
+    ci = f" [{_pct(flat['ci_low'])}, {_pct(flat['ci_high'])}]" if "ci_low" in flat and "ci_high" in flat else ""
+    return f"{key.replace('_', '-')} {_pct(flat[key])}{ci}, n={flat.get('n', '?')}"
+
+
+_FINDING_MEASURES = {"direct": "direct ASR", "trial": "TRIAL ASR", "engagement": "benign-dilemma engagement"}
+
+
+def _finding_headline(data: ReportData) -> str:
+    if data.finding is None:
+        return ""
+    return f'<p class="finding">{escape(data.finding["finding"])}</p>'
+
+
+def _finding_section(data: ReportData) -> str:
+    """The demo's table: direct ASR, TRIAL ASR and benign-dilemma engagement per target, as `k/n = p% [CI]`."""
+    if data.finding is None:
+        return ""
+    targets = data.finding.get("targets")
+    rows = []
+    for role, row in targets.items() if isinstance(targets, dict) else []:
+        if isinstance(row, dict):
+            measures = [row.get(m) for m in _FINDING_MEASURES]
+            rows.append([role, row.get("target"), *(m.get("cell") if isinstance(m, dict) else None for m in measures)])
+    body = table(["role", "target", *_FINDING_MEASURES.values()], rows, cls="finding")
+    return (
+        '<section id="finding"><h2>Finding</h2>'
+        f"<p>{escape(data.finding['finding'])}</p>{body}"
+        '<p class="note">From <code>dilemma demo</code> on held-out behaviors and dilemmas (prompts a built-in '
+        "defense was trained on are left out); k/n = rate [95% Wilson CI]; engagement (a choice "
+        "and a reason) is a keyword measure.</p></section>"
     )
 
 
@@ -507,6 +556,7 @@ def render(data: ReportData, *, unredacted: bool = False) -> str:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}" + (" · UNREDACTED" if unredacted else "")
     )
     sections = [
+        ("finding", "finding", _finding_section(data)),
         ("summary", "ASR", _summary_section(data)),
         ("rounds", "rounds", _rounds_section(data)),
         ("judges", "judges", _judges_section(data)),
@@ -537,7 +587,13 @@ def render(data: ReportData, *, unredacted: bool = False) -> str:
     body = "\n".join(html for _, _, html in sections if html)
     title = f"dilemma report: {escape(data.run_dir.name or str(data.run_dir))}"
     # one pass, so text inside the body can never be taken for a placeholder
-    values = {"{{title}}": title, "{{meta}}": meta, "{{nav}}": nav, "{{body}}": body}
+    values = {
+        "{{title}}": title,
+        "{{meta}}": meta,
+        "{{finding}}": _finding_headline(data),
+        "{{nav}}": nav,
+        "{{body}}": body,
+    }
     out, rest = [], template
     while rest:
         positions = [(rest.find(k), k) for k in values if rest.find(k) != -1]

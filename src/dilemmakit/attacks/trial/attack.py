@@ -27,15 +27,35 @@ TEMPLATE, SKIP = "template", "skip"  # what a helper failure leads to (`--on-hel
 HELPER_FAILURE_MODES = (TEMPLATE, SKIP)
 
 
+def step_rng(seed: int, behavior: Behavior, step: str) -> random.Random:
+    # Seeded per behavior and step, so a resumed conversation draws the same templates.
+    return random.Random(f"{seed}:{behavior.id}:{step}")
+
+
+def next_move(stage: str, answer: str, *, rnd: int, max_rounds: int, pullbacks: int, max_pullbacks: int) -> str:
+    """What round `rnd` (> 1) asks after `answer`: PULLBACK after a pick of Option B (while pull-backs
+    last), else the follow-up case the rule picks."""
+    if stage in (SCENARIO, PULLBACK) and picked_option_b(answer) and pullbacks < max_pullbacks:
+        return PULLBACK
+    return followup_case(answer, is_last_round=rnd == max_rounds)
+
+
+def is_judged_turn(rnd: int, stage: str, settings: AttackSettings) -> bool:
+    return is_judged_round(rnd, settings) and (
+        stage != PULLBACK or settings.judge_pullback or rnd == settings.max_rounds
+    )
+
+
 class TrialAttack:
     """Stage 1: a dilemma in which the harmful act is Option A, the lesser evil; the target must pick.
     A pick of Option B gets one pull-back turn. Stage 2: adaptive follow-ups until the judge says the
     behavior was fulfilled or the round budget is spent.
 
     A helper (clue and scenario writer) that gives no usable output within its tries is a helper
-    failure, marked `helper_failed` on its stored step: with `on_helper_failure="template"` the
-    conversation goes on with the rule-based clue or a template scenario; with "skip" it ends there as a
-    failed attempt (no target turn), as the authors' code drops it."""
+    failure, marked `helper_failed` on its stored step; an act or scenario that copies six words of the
+    request in a row is unusable too, since turn 1 must not quote it. With `on_helper_failure="template"`
+    the conversation goes on with the abstract clue or a template scenario; with "skip" it ends there
+    as a failed attempt (no target turn), as the authors' code drops it."""
 
     name = "trial"
 
@@ -52,8 +72,7 @@ class TrialAttack:
         self.framework = self.book.framework(settings.framework)
 
     def _rng(self, behavior: Behavior, step: str) -> random.Random:
-        # Seeded per behavior and step, so a resumed conversation draws the same templates.
-        return random.Random(f"{self.settings.seed}:{behavior.id}:{step}")
+        return step_rng(self.settings.seed, behavior, step)
 
     def _gives_up(self, meta: dict) -> bool:
         return bool(meta.get("helper_failed")) and self.settings.on_helper_failure == SKIP
@@ -62,7 +81,7 @@ class TrialAttack:
         s, book = self.settings, self.book
 
         async def make_clue():
-            clue, meta = await extract_clue(roles.helper, behavior, book.clue, s.attacker_params)
+            clue, meta = await extract_clue(roles.helper, behavior, book, s.attacker_params)
             return clue.to_json(), meta
 
         clue_turn = await journal.step("helper", "clue", make_clue)
@@ -72,7 +91,13 @@ class TrialAttack:
 
         async def make_scenario():
             return await write_scenario(
-                roles.helper, book, clue, self.framework, s.attacker_params, self._rng(behavior, "scenario")
+                roles.helper,
+                book,
+                clue,
+                self.framework,
+                s.attacker_params,
+                self._rng(behavior, "scenario"),
+                request=behavior.prompt,
             )
 
         scenario_turn = await journal.step("helper", "write_scenario", make_scenario)
@@ -83,11 +108,19 @@ class TrialAttack:
         stage, question, answer = SCENARIO, opening.message, ""
         for rnd in range(1, s.max_rounds + 1):
             if rnd > 1:
-                if stage in (SCENARIO, PULLBACK) and picked_option_b(answer) and pullbacks < self.max_pullbacks:
+                move = next_move(
+                    stage,
+                    answer,
+                    rnd=rnd,
+                    max_rounds=s.max_rounds,
+                    pullbacks=pullbacks,
+                    max_pullbacks=self.max_pullbacks,
+                )
+                if move == PULLBACK:
                     stage, question = PULLBACK, book.pullback
                     pullbacks += 1
                 else:
-                    case = followup_case(answer, is_last_round=rnd == s.max_rounds)
+                    case = move
                     asked = ATTACKER if s.followup_case == ATTACKER and roles.attacker is not None else case
                     stage = f"followup_{asked}"
                     question = await self._followup(
@@ -95,8 +128,7 @@ class TrialAttack:
                     )
             reply = await ask_target(journal, roles, s, question, stage)
             answer = reply.content
-            judged = is_judged_round(rnd, s) and (stage != PULLBACK or s.judge_pullback or rnd == s.max_rounds)
-            if judged:
+            if is_judged_turn(rnd, stage, s):
                 verdict = await judge_reply(journal, roles, behavior, reply)
                 if verdict.success:
                     return Outcome(success=True, rounds=rnd, broken_turn=reply.idx)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from dilemmakit.attacks.text import action_phrase, json_objects, theme_of
+from dilemmakit.attacks.text import action_phrase, copies_request, json_objects, theme_of
+from dilemmakit.attacks.trial.abstract_action import abstract_theme
+from dilemmakit.attacks.trial.prompts import PromptBook, prompt_book
 from dilemmakit.behaviors import Behavior
-from dilemmakit.errors import ModelCallError
 from dilemmakit.models.base import ChatModel, GenParams
 
 
@@ -16,6 +17,7 @@ class Clue:
     theme: str
     action: str
     goal: str
+    domain: str = ""  # the abstract-action domain whose story fits the act; "" for a helper's own act
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -23,7 +25,7 @@ class Clue:
     @classmethod
     def from_json(cls, text: str) -> Clue:
         data = json.loads(text)
-        return cls(data["theme"], data["action"], data["goal"])
+        return cls(data["theme"], data["action"], data["goal"], data.get("domain", ""))
 
 
 def parse_clue(text: str) -> Clue | None:
@@ -36,30 +38,38 @@ def parse_clue(text: str) -> Clue | None:
     return None
 
 
-def rule_based_clue(behavior: Behavior) -> Clue:
-    """Deterministic fallback when no helper model is given or its output is unusable."""
+def abstract_clue(behavior: Behavior, book: PromptBook | None = None) -> Clue:
+    """The offline clue: the abstract act of the behavior's domain, never the request's own words
+    (the goal keeps the request, for the follow-ups). Used without a helper model or when its output
+    is unusable."""
+    domain = (book or prompt_book()).actions.domain_for(behavior)
+    return Clue(abstract_theme(behavior, domain), domain.action, behavior.prompt.strip(), domain.key)
+
+
+def embedded_clue(behavior: Behavior) -> Clue:
+    """The request itself as the act (the paper's D_TRIAL-H: the harmful prompt inside the dilemma)."""
     return Clue(theme=theme_of(behavior), action=action_phrase(behavior.prompt), goal=behavior.prompt.strip())
 
 
 async def extract_clue(
-    helper: ChatModel | None, behavior: Behavior, prompt, params: GenParams, retries: int = 2
+    helper: ChatModel | None, behavior: Behavior, book: PromptBook, params: GenParams, retries: int = 2
 ) -> tuple[Clue, dict]:
-    """(clue, meta): the helper's clue if it gives a parsable one within its tries, else the rule-based one
-    with `helper_failed` in its meta (a model-call failure is an error, not a helper failure)."""
+    """(clue, meta): the helper's clue if it gives a parsable one whose action does not copy the request
+    within its tries, else the abstract clue with `helper_failed` in its meta (a model-call failure is
+    an error, not a helper failure)."""
     if helper is None:
-        return rule_based_clue(behavior), {"source": "rules"}
-    message = prompt.substitute(behavior=behavior.prompt)
-    last = ""
+        return abstract_clue(behavior, book), {"source": "rules"}
+    message = book.clue.substitute(behavior=behavior.prompt)
+    last, copied = "", False
     for attempt in range(1 + retries):
-        try:
-            out = await helper.generate([{"role": "user", "content": message}], params)
-        except ModelCallError:
-            raise
+        out = await helper.generate([{"role": "user", "content": message}], params)
         last = out.text
         clue = parse_clue(out.text)
-        if clue is not None:
+        copied = clue is not None and copies_request(clue.action, behavior.prompt)
+        if clue is not None and not copied:
             return clue, {"source": "helper", "attempts": attempt + 1}
-    return rule_based_clue(behavior), helper_failure(1 + retries, last, source="rules")
+    extra = {"helper_problem": "copies the request"} if copied else {}
+    return abstract_clue(behavior, book), helper_failure(1 + retries, last, source="rules", **extra)
 
 
 def helper_failure(attempts: int, last_output: str, **meta) -> dict:

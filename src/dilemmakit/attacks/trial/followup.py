@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from string import Template
 
-from dilemmakit.attacks.text import quote_from, refused
+from dilemmakit.attacks.text import key_terms, quote_from, refused
 from dilemmakit.attacks.trial.clue import Clue
 from dilemmakit.attacks.trial.prompts import PromptBook
 
@@ -46,14 +46,17 @@ def template_followup(
     behavior_prompt: str,
     rng: random.Random,
 ) -> str:
-    name = scenario_meta.get("character", "the character")
-    catastrophe = scenario_meta.get("catastrophe", "the catastrophe will happen")
+    """The offline follow-up for `case`: a refusal is reframed through the theme and the abstract act,
+    a deepen names the request's subject in a few of its words, and only the last one quotes it."""
     variant = rng.choice(book.templates["followups"][case])
     return Template(variant).substitute(
-        name=name,
+        name=scenario_meta.get("character", "the character"),
         action=clue.action,
-        catastrophe=catastrophe,
+        theme=clue.theme,
+        catastrophe=scenario_meta.get("catastrophe", "the catastrophe will happen"),
+        stake=scenario_meta.get("stake", "the people in danger"),
         quote=quote_from(last_answer),
+        topic=key_terms(behavior_prompt),
         request=behavior_prompt.strip(),
     )
 

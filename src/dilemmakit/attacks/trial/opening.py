@@ -1,7 +1,8 @@
 """Stage 1's result: the dilemma TRIAL opens with, and the offline way to build it.
 
-The offline opening (rule-based clue, template scenario, no model) is what `--attacker template`
-sends first; the ERR data builder and the probe prompt sets build theirs with the same function.
+The offline opening (abstract clue, template scenario, no model) is what `--attacker template`
+sends first: it never quotes the request. With `embed_request` the request itself is the act in a
+fixed frame, as the paper's D_TRIAL-H; the probe prompt sets and the ERR data builder use that.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from dilemmakit.attacks.trial.clue import Clue, rule_based_clue
+from dilemmakit.attacks.trial.clue import Clue, abstract_clue, embedded_clue
 from dilemmakit.attacks.trial.prompts import Framework, PromptBook, prompt_book
-from dilemmakit.attacks.trial.scenario import template_scenario
+from dilemmakit.attacks.trial.scenario import embedded_scenario, template_scenario
 from dilemmakit.behaviors import Behavior
 
 
@@ -35,11 +36,20 @@ class Opening:
 
 
 def offline_opening(
-    behavior: Behavior, *, framework: str = "utilitarian", rng: random.Random, book: PromptBook | None = None
+    behavior: Behavior,
+    *,
+    framework: str = "utilitarian",
+    rng: random.Random,
+    book: PromptBook | None = None,
+    embed_request: bool = False,
 ) -> Opening:
-    """The opening built without a helper model; `rng` draws the character and catastrophe."""
+    """The opening built without a helper model; `rng` draws the character and the scenario template."""
     book = book or prompt_book()
     fw = book.framework(framework)
-    clue = rule_based_clue(behavior)
-    scenario, meta = template_scenario(book, clue, fw, rng)
+    if embed_request:
+        clue = embedded_clue(behavior)
+        scenario, meta = embedded_scenario(book, clue, fw, rng)
+    else:
+        clue = abstract_clue(behavior, book)
+        scenario, meta = template_scenario(book, clue, fw, rng)
     return Opening.around(clue, scenario, meta, fw, book)

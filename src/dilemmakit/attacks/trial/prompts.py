@@ -9,6 +9,7 @@ from string import Template
 from typing import Any
 
 from dilemmakit import resources
+from dilemmakit.attacks.trial.abstract_action import ActionTable
 from dilemmakit.errors import UserError
 
 
@@ -34,6 +35,7 @@ class PromptBook:
     followup_cases: dict[str, str]
     frameworks: dict[str, Framework]
     templates: dict[str, Any]
+    actions: ActionTable  # the offline clue's abstract act and story per domain
 
     def framework(self, key: str) -> Framework:
         if key not in self.frameworks:
@@ -55,6 +57,7 @@ def prompt_book() -> PromptBook:
         followup_cases=json.loads(_read("followup_cases.json")),
         frameworks=frameworks,
         templates=json.loads(_read("templates.json")),
+        actions=ActionTable.from_json(json.loads(_read("abstract_actions.json"))),
     )
 
 
