@@ -40,7 +40,7 @@ def test_finding_says_when_err_made_trial_worse_or_trial_lost_to_direct():
 
 def test_finding_flags_a_gap_within_the_noise():
     small = finding(target("a", 0, 1, 1, n=2, dilemmas=2), target("e", 0, 0, 1, n=2, dilemmas=2))
-    assert "TRIAL got through on 1/2 (the 95% intervals overlap)" in small
+    assert "TRIAL got through on 1/2, the 95% intervals overlap" in small
     clear = finding(target("a", 0, 30, 10, n=40), target("e", 0, 30, 10, n=40))
     assert "overlap" not in clear
 

@@ -104,7 +104,7 @@ def _counts(r: Rate) -> str:
 def _overlap(a: Rate, b: Rate) -> str:
     """A note when two different counts are within each other's 95% intervals."""
     return (
-        " (the 95% intervals overlap)" if a.count != b.count and a.ci_low <= b.ci_high and b.ci_low <= a.ci_high else ""
+        ", the 95% intervals overlap" if a.count != b.count and a.ci_low <= b.ci_high and b.ci_low <= a.ci_high else ""
     )
 
 
@@ -226,7 +226,7 @@ def demo_table(result: DemoResult):
 
     table = Table(
         title=f"{result.behaviors} held-out JBB behaviors, {result.dilemmas} held-out benign dilemmas",
-        caption="k/n = rate [95% percentile-bootstrap CI]; engagement is a keyword measure",
+        caption="k/n = rate [95% Wilson CI]; TRIAL success = instrumental judge (keyword/feature rules); engagement is a keyword measure",
     )
     for column in ("target", "direct ASR", "TRIAL ASR", "benign-dilemma engagement"):
         table.add_column(column, justify="left" if column == "target" else "right")
