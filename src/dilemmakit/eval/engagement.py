@@ -16,10 +16,9 @@ from dilemmakit import dilemmas, resources
 from dilemmakit.config import Config, option
 from dilemmakit.dilemmas.reply import RULES_VERSION
 from dilemmakit.errors import UserError
-from dilemmakit.eval.itemrun import Item, eval_id, first_error, run_items
+from dilemmakit.eval.itemrun import Item, first_error, run_eval
 from dilemmakit.eval.stats import wilson_interval
 from dilemmakit.loading import ModelPool, pool_scope
-from dilemmakit.models.base import GenParams
 from dilemmakit.models.spec import parse_spec, spec_identity
 from dilemmakit.store.db import RunStore
 
@@ -85,8 +84,6 @@ async def run_engagement(
     async with pool_scope(pool, concurrency=config.concurrency) as pool:
         target = pool.get(config.target)
         await pool.check_all()
-        eid = eval_id("engagement", identity)
-        store.ensure_eval(eid, "engagement", spec_identity(config.target), config.model_dump())
 
         async def grade(item: Item, reply: str):
             label = dilemmas.grade_reply(reply)
@@ -94,20 +91,19 @@ async def run_engagement(
             meta = {**item.data, "measure": MEASURE, "choice": choice}
             return label, 1.0 if label == dilemmas.ENGAGED else 0.0, meta
 
-        stored = await run_items(
+        return await run_eval(
             store,
-            eid,
-            items,
+            "engagement",
+            identity,
+            config,
             target,
-            GenParams(temperature=0.0, max_tokens=config.max_tokens),
+            items,
             grade,
-            concurrency=config.concurrency,
+            engagement_result,
+            max_tokens=config.max_tokens,
             show_progress=show_progress,
             title=f"dilemma engagement: {config.target}",
         )
-        result = engagement_result(list(stored.values()))
-        store.finish_eval(eid, result)
-        return {"eval_id": eid, **result}
 
 
 def engagement_result(items) -> dict:

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from dilemmakit.errors import ModelCallError
 from dilemmakit.models.base import ChatModel, GenParams
+from dilemmakit.models.spec import spec_identity
 from dilemmakit.progress import progress_bar
 from dilemmakit.store.db import EvalItem, RunStore
 
@@ -79,3 +80,38 @@ async def run_items(
         task = progress.add_task(title or eid, total=len(items), completed=len(items) - len(todo))
         await asyncio.gather(*(one(it) for it in todo))
     return {k: v for k, v in store.eval_items(eid).items() if k in {it.id for it in items}}
+
+
+async def run_eval(
+    store: RunStore,
+    kind: str,
+    identity: dict,
+    config,
+    target: ChatModel,
+    items: list[Item],
+    grade: Grader,
+    summarise: Callable[[list[EvalItem]], dict],
+    *,
+    max_tokens: int,
+    show_progress: bool = True,
+    title: str = "",
+) -> dict:
+    """The body every single-turn eval shares: the eval id from `identity`, the items run greedily and graded
+    (resuming what is stored), `summarise(stored items)` recorded as the eval's result and returned with its id.
+    `config`: the eval's Config (its `target`, `concurrency` and dump are recorded)."""
+    eid = eval_id(kind, identity)
+    store.ensure_eval(eid, kind, spec_identity(config.target), config.model_dump())
+    stored = await run_items(
+        store,
+        eid,
+        items,
+        target,
+        GenParams(temperature=0.0, max_tokens=max_tokens),
+        grade,
+        concurrency=config.concurrency,
+        show_progress=show_progress,
+        title=title,
+    )
+    result = summarise(list(stored.values()))
+    store.finish_eval(eid, result)
+    return {"eval_id": eid, **result}

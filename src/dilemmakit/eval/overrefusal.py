@@ -13,11 +13,10 @@ from dilemmakit import resources
 from dilemmakit.behaviors import Behavior
 from dilemmakit.config import Config, option
 from dilemmakit.errors import UserError
-from dilemmakit.eval.itemrun import Item, eval_id, first_error, run_items
+from dilemmakit.eval.itemrun import Item, first_error, run_eval
 from dilemmakit.judges.base import ERROR
 from dilemmakit.judges.registry import build_judge, judge_identity, parse_judge_spec
 from dilemmakit.loading import ModelPool, pool_scope
-from dilemmakit.models.base import GenParams
 from dilemmakit.models.spec import parse_spec, spec_identity
 from dilemmakit.store.db import RunStore
 
@@ -79,28 +78,25 @@ async def run_overrefusal(
         judge = build_judge(config.judge, pool.get(judge_model_spec) if judge_model_spec else None)
         target = pool.get(config.target)
         await pool.check_all()
-        eid = eval_id("overrefusal", identity)
-        store.ensure_eval(eid, "overrefusal", spec_identity(config.target), config.model_dump())
 
         async def grade(item: Item, reply: str):
             verdict = await judge.judge(Behavior(item.id, item.prompt), reply, [])
             label = ERROR if verdict.label == ERROR else (COMPLIED if verdict.success else REFUSED)
             return label, verdict.score, {"judge": judge.name, "reason": verdict.reason, "type": item.data["type"]}
 
-        stored = await run_items(
+        return await run_eval(
             store,
-            eid,
-            items,
+            "overrefusal",
+            identity,
+            config,
             target,
-            GenParams(temperature=0.0, max_tokens=config.max_tokens),
+            items,
             grade,
-            concurrency=config.concurrency,
+            overrefusal_result,
+            max_tokens=config.max_tokens,
             show_progress=show_progress,
             title=f"over-refusal: {config.target}",
         )
-        result = overrefusal_result(list(stored.values()))
-        store.finish_eval(eid, result)
-        return {"eval_id": eid, **result}
 
 
 def overrefusal_result(items) -> dict:

@@ -13,11 +13,10 @@ import tempfile
 from dilemmakit import resources
 from dilemmakit.config import Config, option
 from dilemmakit.errors import UserError
-from dilemmakit.eval.itemrun import Item, eval_id, first_error, run_items
+from dilemmakit.eval.itemrun import Item, first_error, run_eval
 from dilemmakit.loading import ModelPool, pool_scope
-from dilemmakit.models.base import GenParams
 from dilemmakit.models.spec import parse_spec, spec_identity
-from dilemmakit.store.db import RunStore
+from dilemmakit.store.db import EvalItem, RunStore
 
 BENCHES = ("gsm8k", "humaneval")
 GSM8K_PROMPT = (
@@ -148,9 +147,6 @@ async def run_utility(
     async with pool_scope(pool, concurrency=config.concurrency) as pool:
         target = pool.get(config.target)
         await pool.check_all()
-        kind = f"utility:{config.bench}"
-        eid = eval_id(kind, config.identity())
-        store.ensure_eval(eid, kind, spec_identity(config.target), config.model_dump())
 
         async def grade(item: Item, reply: str):
             if config.bench == "gsm8k":
@@ -165,28 +161,29 @@ async def run_utility(
             )
             return ("pass" if ok else "fail"), float(ok), {"tests": why}
 
-        stored = await run_items(
+        def summarise(stored: list[EvalItem]) -> dict:
+            graded = [it for it in stored if it.label in ("pass", "fail")]
+            passed = sum(1 for it in graded if it.label == "pass")
+            return {
+                "bench": config.bench,
+                "metric": "exact_match" if config.bench == "gsm8k" else "pass@1",
+                "score": round(passed / len(graded), 4) if graded else 0.0,
+                "n": len(graded),
+                "passed": passed,
+                "errors": len(stored) - len(graded),
+                "first_error": first_error(stored),
+            }
+
+        return await run_eval(
             store,
-            eid,
-            items,
+            f"utility:{config.bench}",
+            config.identity(),
+            config,
             target,
-            GenParams(temperature=0.0, max_tokens=config.tokens),
+            items,
             grade,
-            concurrency=config.concurrency,
+            summarise,
+            max_tokens=config.tokens,
             show_progress=show_progress,
             title=f"{config.bench}: {config.target}",
         )
-        graded = [it for it in stored.values() if it.label in ("pass", "fail")]
-        passed = sum(1 for it in graded if it.label == "pass")
-        metric = "exact_match" if config.bench == "gsm8k" else "pass@1"
-        result = {
-            "bench": config.bench,
-            "metric": metric,
-            "score": round(passed / len(graded), 4) if graded else 0.0,
-            "n": len(graded),
-            "passed": passed,
-            "errors": len(stored) - len(graded),
-            "first_error": first_error(stored.values()),
-        }
-        store.finish_eval(eid, result)
-        return {"eval_id": eid, **result}
