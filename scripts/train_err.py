@@ -1,17 +1,26 @@
 """Train the built-in `err` defense: ERR gate + adapters on top of the `embedded-aligned` model (dev tool).
 
-    .venv/bin/python scripts/train_err.py --out src/dilemmakit/defense/builtin/err
+The shipped artefact comes from two runs (small sizes: it was trained on a shared 2-core CPU; data go to
+--data-dir, default a temporary folder, and are not shipped):
 
-The same recipe as `dilemma defend data` + `dilemma defend train`, with the sizes used for the shipped
-artefact (small: the shipped one was trained on a shared 2-core CPU); data go to --data-dir (default: a
-temporary folder) and are not shipped. Equivalent CLI:
+    .venv/bin/python scripts/train_err.py --out A                       # 1. both stages (31 min)
+    .venv/bin/python scripts/train_err.py --out src/dilemmakit/defense/builtin/err \
+        --gate-benign 300 --stages gate --init A                       # 2. the gate again (8 min)
+
+Run 2 retrains only the gate, on run 1's examples plus 300 gate-only benign prompts (mostly imperatives,
+"Write a review of ..."): run 1's gate fired on 5/100 held-out benign prompts, all imperatives, because the
+harmful requests it learned from are imperatives too. Both stages in ONE run on the gate-only data fail: the
+class-weighted gate then fires on the benign TRIAL-framed Engage examples too (36/36), so stage 2, which trains
+on the examples the gate selects, teaches the adapters to answer a TRIAL opening "Option A. ... Nothing about
+that act harms anyone" (27/27 turn-1 replies). Equivalent CLI of run 1:
 
     dilemma defend data --out D --model embedded --plain 80 --trial 40 --multi 30 --dilemmas 40 --max-tokens 48
     dilemma defend train --model embedded-aligned --data D --out OUT --rank 4 --alpha 8 \
         --epochs 2 --gate-epochs 100 --lr 1e-3 --gate-lr 1e-3 --max-seq-len 1024 --skip-ungated
 
 which is `dilemma defend train --model embedded-aligned --data D --out OUT --preset embedded`
-(`dilemmakit.err.config.PRESETS`; `--preset paper` and `--preset repo-llama` are the published recipes).
+(`dilemmakit.err.config.PRESETS`; `--preset paper` and `--preset repo-llama` are the published recipes); run 2
+adds `--gate-benign 300` to `defend data` and `--stages gate --init OUT` to `defend train`.
 
 Layers are the paper's scaled to 30: the gate reads hidden_states[11], adapters on layers 15-29.
 """
@@ -46,6 +55,9 @@ def main() -> None:
     ap.add_argument("--trial", type=int, default=40)
     ap.add_argument("--multi", type=int, default=30)
     ap.add_argument("--dilemmas", type=int, default=40, help="Benign moral dilemmas among the Engage examples")
+    ap.add_argument(
+        "--gate-benign", type=int, default=0, help="Plain benign prompts that train only the gate (run 2: 300)"
+    )
     ap.add_argument("--engage-tokens", type=int, default=48)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--gate-epochs", type=int, default=100)
@@ -68,6 +80,7 @@ def main() -> None:
                 trial=args.trial,
                 multi=args.multi,
                 dilemmas=args.dilemmas,
+                gate_benign=args.gate_benign,
                 max_tokens=args.engage_tokens,
             ),
             data_dir,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dilemmakit import resources
 from dilemmakit.behaviors import load_behaviors
 from dilemmakit.err.builder import DataConfig, benign_prompts, conversations
-from dilemmakit.err.examples import BENIGN, HARMFUL
+from dilemmakit.err.examples import BENIGN, GATE_ONLY, HARMFUL
 from dilemmakit.judges.refusal import is_refusal
 from tests.helpers import assert_clean_error
 
@@ -39,6 +39,27 @@ def test_borderline_prompts_are_not_the_over_refusal_test_set():
     xstest = {" ".join(it.prompt.lower().split()) for it in safe_prompts()}
     borderline = benign_prompts("")
     assert not any(" ".join(p.lower().split()) in xstest for p in borderline)
+
+
+def test_gate_only_prompts_are_extra_plain_benign_prompts_and_leave_the_rest_as_it_was():
+    cfg = DataConfig(plain=2, trial=1, multi=3)
+    without = conversations(cfg)
+    with_gate = conversations(cfg.model_copy(update={"gate_benign": 7}))
+    assert with_gate[: len(without)] == without
+    extra = with_gate[len(without) :]
+    assert len(extra) == 7 and all(label == BENIGN and kind == GATE_ONLY for _, label, kind, _ in extra)
+    assert all(len(m) == 1 and m[0]["content"] == src for m, _, _, src in extra)
+    used = {src for _, label, kind, src in without if label == BENIGN and kind != "trial"}
+    assert not used & {src for *_, src in extra}
+
+
+def test_asking_for_more_gate_only_prompts_than_the_pool_has_is_a_clean_error():
+    import pytest
+
+    from dilemmakit.errors import UserError
+
+    with pytest.raises(UserError, match="benign prompts"):
+        conversations(DataConfig(plain=2, trial=1, multi=3, gate_benign=100_000))
 
 
 def test_same_seed_same_conversations():

@@ -114,7 +114,14 @@ def test_eval_json_has_the_promised_shape(trained, cli):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     for side in ("base", "defended"):
-        assert set(out[side]) == {"trial_asr", "direct_asr", "strongreject_asr", "over_refusal", "engagement"}
+        assert set(out[side]) == {
+            "trial_asr",
+            "trial_turn1_act",
+            "direct_asr",
+            "strongreject_asr",
+            "over_refusal",
+            "engagement",
+        }
         assert out["engagement_ci"][side]["engagement_n"] == 2
         assert all(0 <= v <= 1 for v in out[side].values())
         ci = out["ci"][side]

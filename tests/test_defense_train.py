@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from dilemmakit.defense import DefenseConfig, install_defense
-from dilemmakit.err.examples import BENIGN, HARMFUL, Example, balance_and_split, collate, encode
-from dilemmakit.err.train import CHECKPOINT, TrainConfig, reply_loss, train_adapters, train_gate
+from dilemmakit.err.examples import BENIGN, GATE_ONLY, HARMFUL, Example, balance_and_split, collate, encode
+from dilemmakit.err.train import CHECKPOINT, TrainConfig, class_weights, reply_loss, train_adapters, train_gate
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +99,32 @@ def test_resume_skips_finished_epochs(tok, tmp_path):
     first = train_adapters(model, tok, defense, examples(), [], cfg, tmp_path)
     again = train_adapters(model, tok, defense, examples(), [], cfg, tmp_path)
     assert first["loss_by_epoch"] and again["loss_by_epoch"] == []
+
+
+def test_class_weights_are_ones_on_balanced_labels_and_even_out_the_classes_otherwise():
+    balanced = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    assert torch.equal(class_weights(balanced), torch.ones(4))
+    skewed = torch.tensor([1.0] + [0.0] * 4)
+    w = class_weights(skewed)
+    assert float(w[skewed == 1].sum()) == pytest.approx(float(w[skewed == 0].sum()))
+    assert float(w.mean()) == pytest.approx(1.0)
+
+
+def test_gate_only_examples_train_the_gate_and_are_skipped_by_the_adapters(tok, tmp_path):
+    gate_only = [
+        Example([{"role": "user", "content": f"write a poem about spring {i}"}], "", BENIGN, GATE_ONLY)
+        for i in range(6)
+    ]
+    cfg = TrainConfig(gate_epochs=5, epochs=1, lr=1e-2, batch=4, max_seq_len=64)
+    trained = []
+    for data in (examples(), examples() + gate_only):
+        model = tiny(tok)
+        torch.manual_seed(0)
+        defense = install_defense(model, DefenseConfig(static_gate=True, start_layer=3, rank=2, alpha=4))
+        train_adapters(model, tok, defense, data, gate_only, cfg, tmp_path / str(len(data)))
+        trained.append([a.lora_B.detach().clone() for a in defense.adapters.values()])
+    assert all(torch.equal(a, b) for a, b in zip(*trained, strict=True))  # same adapters: no reply to learn there
+    model = tiny(tok)
+    defense = install_defense(model, DefenseConfig(detection_layer=2, start_layer=2, rank=2, alpha=4))
+    report = train_gate(model, tok, defense, examples() + gate_only, [], cfg)
+    assert 0.0 <= report["train_acc"] <= 1.0  # the prompt-only examples are read as benign features

@@ -38,6 +38,19 @@ def test_finding_says_when_err_made_trial_worse_or_trial_lost_to_direct():
     assert "with ERR TRIAL got through more often, on 4/8" in sentence
 
 
+def test_finding_names_turn_one_picks_of_the_act_when_trial_shows_no_gap():
+    aligned = TargetResult("a", Rate.of(0, 8), Rate.of(0, 8), Rate.of(19, 20), picks_act=Rate.of(8, 8))
+    defended = TargetResult("e", Rate.of(0, 8), Rate.of(0, 8), Rate.of(19, 20), picks_act=Rate.of(0, 8))
+    sentence = finding(aligned, defended)
+    assert "TRIAL did no better (0/8), though the model picked the act (Option A) in turn 1 of 8/8" in sentence
+    assert "ERR left TRIAL at 0/8 and cut turn-1 picks of the act to 0/8, and the defended" in sentence
+    assert sentence.count(".") == 1
+    console = Console(width=220, record=True)
+    console.print(demo_table(DemoResult(aligned, defended, 8, 20, 0, 52)))
+    text = console.export_text()
+    assert "picks the act" in text and "8/8 = 100.0% [" in text
+
+
 def test_finding_flags_a_gap_within_the_noise():
     small = finding(target("a", 0, 1, 1, n=2, dilemmas=2), target("e", 0, 0, 1, n=2, dilemmas=2))
     assert "TRIAL got through on 1/2, the 95% intervals overlap" in small

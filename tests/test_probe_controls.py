@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from dilemmakit.probes.linear import assign_folds, auroc, gap_excess
+from dilemmakit.probes.linear import assign_folds, auroc, harm_specific_excess
 from dilemmakit.probes.pipeline import ProbeConfig, analyse, headline, summary_text
 from dilemmakit.probes.prompt_sets import SET_NAMES, build_sets, load_pairs, packaged_path
 
@@ -138,16 +138,23 @@ def test_auroc_is_the_rank_probability():
     assert np.array_equal(folds, assign_folds(10, 3, seed=0))
 
 
-def test_gap_excess_has_a_paired_bootstrap_ci():
-    n = 50
-    trial = np.zeros((n, 3))
-    control = np.zeros((n, 3))
-    control[:, 1] = 1  # layer 1: control flags every request, TRIAL none -> excess 1
-    control[: n // 2, 2] = 1  # layer 2: the control flags half
-    trial[: n // 2, 2] = 1  # ... and TRIAL the same half -> excess exactly 0
-    ex = gap_excess(trial, control, seed=0)
-    assert ex.value.tolist() == [0.0, 1.0, 0.0] and ex.n == n
+def test_the_excess_nets_out_the_benign_twins_and_its_ci_spans_probe_refits():
+    n, refits = 50, 4
+    flags = {name: np.zeros((refits, n, 4)) for name in ("trial_h", "control_h", "trial_b", "control_b")}
+    flags["control_h"][:, :, 1] = 1  # layer 1: the control flags every harmful request, TRIAL none -> excess 1
+    flags["control_h"][:, :, 2] = 1  # layer 2: the same holds for the benign twins: a format effect -> 0
+    flags["control_b"][:, :, 2] = 1
+    flags["control_h"][:2, :, 3] = 1  # layer 3: half of the refits put the whole control set on the harmful
+    flags["control_b"][2:, :, 3] = 1  # side, the other half the benign twins: refit noise, not harm
+    ex = harm_specific_excess(
+        flags["trial_h"], flags["control_h"], flags["trial_b"], flags["control_b"], paired=True, seed=0
+    )
+    assert ex.value.tolist() == [0.0, 1.0, 0.0, 0.0] and ex.n == n and ex.refits == refits
+    assert ex.harmful.tolist() == [0.0, 1.0, 1.0, 0.5] and ex.benign.tolist() == [0.0, 0.0, 1.0, 0.5]
     assert ex.low[1] == ex.high[1] == 1.0 and ex.low[2] == ex.high[2] == 0.0
+    # every request agrees within a refit, so a bootstrap with the probes fixed would call layer 3 certain
+    assert ex.low[3] == -1.0 and ex.high[3] == 1.0
+    assert ex.refit_low[3] == -1.0 and ex.refit_high[3] == 1.0
     assert ex.exceeds() == [1]
 
 
@@ -169,9 +176,11 @@ def _unit(rng, d=D):
     return v / np.linalg.norm(v)
 
 
-def _planted_run(control_collapses: bool, tmp_path):
+def _planted_run(control_collapses: bool, tmp_path, *, format_only: bool = False):
     """harm/benign separate along r at every layer. TRIAL-H drifts to the benign side at layers 3-4.
     The neutral control's harmful prompts drift with it (control_collapses) or stay harmful-looking.
+    With `format_only` both wrappers move their harmful and benign prompts alike along r: neutral to the
+    harmful side everywhere, TRIAL to the benign side at layers 3-4 (a pure format difference).
     Inside both wrappers, harm is still readable along a second direction u."""
     rng = np.random.default_rng(7)
     r, u = _unit(rng), _unit(rng)
@@ -191,12 +200,12 @@ def _planted_run(control_collapses: bool, tmp_path):
         "harm": block(2.0),
         "benign": block(-2.0),
         "trial_h": block(trial_shift, 2.0),
-        "trial_b": block(-2.0, -2.0),
+        "trial_b": block(trial_shift if format_only else -2.0, -2.0),
         "neutral_h": block(neutral_shift, 2.0),
-        "neutral_b": block(-2.0, -2.0),
+        "neutral_b": block(neutral_shift if format_only else -2.0, -2.0),
     }
     pairs = {name: np.arange(n) for name in feats}
-    config = ProbeConfig(model="embedded", out=tmp_path, parts=("probe",), folds=5)
+    config = ProbeConfig(model="embedded", out=tmp_path, parts=("probe",), folds=5, refits=3)
     sections, _ = analyse(_Store(feats), {"n_layers": n_layers, "hidden_size": D}, pairs, config, paired=True)
     result = {
         "model": "planted",
@@ -217,14 +226,16 @@ def test_the_gap_exceeds_its_control_when_only_the_dilemma_hides_harm(tmp_path):
     probe = result["probe"]
     assert probe["peak_gap"] > 0.9 and probe["peak_layer"] in (3, 4)
     control = probe["control"]
-    assert control["exceeds_at"] == [3, 4] and control["n"] == 60
+    assert control["exceeds_at"] == [3, 4] and control["n"] == 60 and control["refits"] == 3
     assert min(control["excess"][3:5]) > 0.7 and min(control["excess_ci"][0][3:5]) > 0.5
+    assert "refitted on 3 5-fold splits" in control["ci_method"]
     assert max(abs(v) for v in control["gap_neutral"]) < 0.1
     text = summary_text(result)
     sentence = [line for line in text.splitlines() if "neutral-wrapper control" in line]
     assert len(sentence) == 1 and sentence[0].count(". ") == 0
     assert sentence[0].startswith("The dissociation gap exceeds its neutral-wrapper control at 2 of 6 layers (3-4)")
-    assert "95% CI" in sentence[0] and "n=60" in sentence[0]
+    assert "harm-specific excess" in sentence[0] and "95% CI" in sentence[0] and "n=60 pairs" in sentence[0]
+    assert f"its 95% CI: {control['ci_method']}" in text
     # the plain probe no longer ranks TRIAL-H above TRIAL-B at layer 3; a probe trained inside can
     assert probe["plain_probe_auroc"]["trial"][3] < 0.7 < probe["within_wrapper"]["trial"]["auroc"][3]
     head = headline(result)
@@ -243,6 +254,19 @@ def test_the_gap_does_not_exceed_its_control_when_any_wrapper_hides_harm(tmp_pat
         "The dissociation gap does not exceed its neutral-wrapper control"
     )
     assert probe["within_wrapper"]["neutral"]["auroc"][3] > 0.9  # harm is still readable inside the wrapper
+
+
+def test_a_wrapper_that_moves_harmful_and_benign_alike_does_not_exceed(tmp_path):
+    result = _planted_run(control_collapses=False, tmp_path=tmp_path, format_only=True)
+    control = result["probe"]["control"]
+    # the harmful side alone (the old statistic) reads a full excess at layers 3-4 ...
+    assert min(control["excess_harmful"][3:5]) > 0.7 and min(control["excess_benign"][3:5]) > 0.7
+    # ... which the benign twins show as well, so nothing of it is about harm
+    assert control["exceeds_at"] == [] and max(abs(v) for v in control["excess"]) < 0.15
+    sentence = [line for line in summary_text(result).splitlines() if "neutral-wrapper control" in line]
+    assert len(sentence) == 1 and sentence[0].startswith(
+        "The dissociation gap does not exceed its neutral-wrapper control"
+    )
 
 
 def test_controls_plot_draws(tmp_path):

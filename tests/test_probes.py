@@ -255,6 +255,7 @@ def test_probe_command_writes_every_output(probe_run):
     assert len(result["probe"]["trial_separability"]) == n
     control = result["probe"]["control"]
     assert len(control["excess"]) == n and control["n"] == 2 and head["control"]["sentence"]
+    assert control["refits"] == 10 and head["control"]["ci_method"] == control["ci_method"]
     assert len(result["probe"]["within_wrapper"]["neutral"]["auroc"]) == n
     for name in ("harm", "benign", "trial_h", "trial_b", "neutral_h", "neutral_b"):
         assert len(result["probe"]["hdr"][name]) == n
@@ -321,3 +322,27 @@ def test_probing_a_defended_spec_reads_the_defended_weights():
     base, defended = (r.hidden([ids])["last"] for r in readers)
     assert np.allclose(base[0], defended[0])  # the embeddings are untouched
     assert not np.allclose(base[-1], defended[-1], atol=1e-3)
+
+
+def test_the_summary_says_which_defense_was_probed_and_which_layers_it_cannot_change():
+    """A defended spec names its defense in probe.json and summary.txt, read from the shipped defense.json."""
+    from dilemmakit.defense.config import DefenseConfig
+    from dilemmakit.defense.loading import builtin_dir
+    from dilemmakit.probes.pipeline import describe_weights, weights_sentence
+
+    assert weights_sentence(describe_weights("embedded")) == "weights: embedded, no defense"
+    aligned = DefenseConfig.load(builtin_dir("aligned"))
+    weights = describe_weights("embedded-aligned")
+    assert weights["defense"] == "aligned" and weights["gated"] is False
+    assert weights["same_as_base_through_layer"] == aligned.start_layer
+    assert "WITH defense 'aligned'" in weights_sentence(weights)
+    err = describe_weights("embedded-err")
+    assert err["gated"] is True and err["requires"] == ["aligned"]
+    # the merged aligned adapter counts too: the first block any of them wraps bounds the untouched layers
+    first = min(aligned.start_layer, DefenseConfig.load(builtin_dir("err")).start_layer)
+    assert err["same_as_base_through_layer"] == first
+    assert f"layers 0-{first} equal the undefended model's" in weights_sentence(err)
+    from dilemmakit.probes.pipeline import summary_text
+
+    result = {"model": "embedded-err", "weights": err, "sizes": {"harm": 2}, "n_layers": 31, "pooling": "last"}
+    assert summary_text({**result, "files": []}).splitlines()[1] == weights_sentence(err)

@@ -62,9 +62,11 @@ class TargetResult:
     direct: Rate  # successful direct requests
     trial: Rate  # successful TRIAL conversations
     engagement: Rate  # benign dilemmas answered with a choice and a reason (keyword measure)
+    picks_act: Rate | None = None  # TRIAL conversations whose first reply picks Option A, the act (keyword measure)
 
     def as_dict(self) -> dict:
-        rates = {name: getattr(self, name) for name in ("direct", "trial", "engagement")}
+        names = ("direct", "trial", "engagement") + (("picks_act",) if self.picks_act is not None else ())
+        rates = {name: getattr(self, name) for name in names}
         return {
             "target": self.target,
             **{name: {**asdict(r), "rate": r.value, "cell": r.cell()} for name, r in rates.items()},
@@ -126,12 +128,18 @@ def finding(aligned: TargetResult, defended: TargetResult) -> str:
         attack = f"and TRIAL did no better ({_counts(trial)})"
     else:
         attack = f"and TRIAL did worse ({_counts(trial)}{_overlap(trial, direct)})"
+    picked, err_picked = aligned.picks_act, defended.picks_act
+    if picked is not None and picked.n and trial.count <= direct.count:
+        attack += f", though the model picked the act (Option A) in turn 1 of {_counts(picked)} TRIAL dilemmas"
     if err_trial.count < trial.count:
         defense = f"ERR cut TRIAL to {_counts(err_trial)}{_overlap(err_trial, trial)}"
     elif err_trial.count == trial.count:
         defense = f"ERR left TRIAL at {_counts(err_trial)}"
     else:
         defense = f"with ERR TRIAL got through more often, on {_counts(err_trial)}{_overlap(err_trial, trial)}"
+    if picked is not None and err_picked is not None and picked.n and err_picked.n:
+        verb = "cut" if err_picked.count < picked.count else "left"
+        defense += f" and {verb} turn-1 picks of the act to {_counts(err_picked)}{_overlap(err_picked, picked)}"
     tax = (
         f"the defended model engaged {_counts(defended.engagement)} benign dilemmas "
         f"({_counts(aligned.engagement)} without ERR)"
@@ -157,7 +165,7 @@ def run_demo(config: DemoConfig, run_dir: Path, *, console=None) -> DemoResult:
 
 async def _run(config: DemoConfig, store, console) -> DemoResult:
     from dilemmakit.campaign import run_campaign
-    from dilemmakit.err.evaluate import campaign_config, prepare
+    from dilemmakit.err.evaluate import campaign_config, first_reply_picks_act, prepare
     from dilemmakit.eval.engagement import EngagementConfig, run_engagement
     from dilemmakit.loading import pool_scope
 
@@ -204,6 +212,7 @@ async def _run(config: DemoConfig, store, console) -> DemoResult:
             trial=Rate.of(by_key[spec, "trial"].successes, by_key[spec, "trial"].done),
             # the CI run_engagement computed (the same bootstrap settings as Rate.of)
             engagement=Rate(engaged["engaged"], engaged["n"], engaged["ci_low"], engaged["ci_high"]),
+            picks_act=first_reply_picks_act(store, by_key[spec, "trial"].run_id),
         )
         for spec, engaged in zip(targets, engagements, strict=True)
     ]
@@ -221,15 +230,18 @@ async def _run(config: DemoConfig, store, console) -> DemoResult:
 
 
 def demo_table(result: DemoResult):
-    """The one table: a row per target; direct ASR, TRIAL ASR and engagement as `k/n = p% [lo, hi]`."""
+    """The one table: a row per target; direct ASR, TRIAL ASR, TRIAL turn-1 picks of the act and engagement as
+    `k/n = p% [lo, hi]`."""
     from rich.table import Table
 
     table = Table(
         title=f"{result.behaviors} held-out JBB behaviors, {result.dilemmas} held-out benign dilemmas",
-        caption="k/n = rate [95% Wilson CI]; TRIAL success = instrumental judge (keyword/feature rules); engagement is a keyword measure",
+        caption="k/n = rate [95% Wilson CI]; TRIAL success = instrumental judge (keyword/feature rules); "
+        "turn 1 picks the act and engagement are keyword measures",
     )
-    for column in ("target", "direct ASR", "TRIAL ASR", "benign-dilemma engagement"):
+    for column in ("target", "direct ASR", "TRIAL ASR", "TRIAL turn 1 picks the act", "benign-dilemma engagement"):
         table.add_column(column, justify="left" if column == "target" else "right")
     for row in (result.aligned, result.defended):
-        table.add_row(row.target, row.direct.cell(), row.trial.cell(), row.engagement.cell())
+        picks = row.picks_act.cell() if row.picks_act is not None else "-"
+        table.add_row(row.target, row.direct.cell(), row.trial.cell(), picks, row.engagement.cell())
     return table

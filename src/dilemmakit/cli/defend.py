@@ -100,7 +100,7 @@ def evaluate(
         raise UserError("sizes, --max-rounds and --max-tokens must be >= 1")
     defended_spec = defended or with_defense(base, defense)
     result = run_eval(base, defended_spec, run_dir, cfg, console=err)
-    keys = ("trial_asr", "direct_asr", "strongreject_asr", "over_refusal", "engagement")
+    keys = ("trial_asr", "trial_turn1_act", "direct_asr", "strongreject_asr", "over_refusal", "engagement")
     ci_keys = ("engagement_n", "engagement_ci_low", "engagement_ci_high")
     public = {
         "base": {k: result["base"][k] for k in keys},
@@ -125,7 +125,7 @@ def evaluate(
     table.add_column("base", justify="right")
     table.add_column("defended", justify="right")
     for k in keys:
-        label = f"{k} (keyword measure)" if k == "engagement" else k
+        label = f"{k} (keyword measure)" if k in ("engagement", "trial_turn1_act") else k
         table.add_row(label, *(Rate.from_fields(result[side], k).cell() for side in ("base", "defended")))
     out.print(table)
     out.print(_defense_table(result))

@@ -8,7 +8,9 @@ Benign requests get the same three shapes, so the gate learns that the framing a
 Benign moral dilemmas (`dilemmakit.dilemmas`, train split) add Engage examples answered with a choice and
 a reason, so a defense keeps engaging in ethical reasoning instead of refusing every dilemma.
 The default benign pool is plain instructions plus borderline-safe prompts ("kill a zombie process"),
-so the gate does not learn "scary word => harmful".
+so the gate does not learn "scary word => harmful". `gate_benign` more plain benign prompts train the gate
+only (no reply is written, the adapters skip them): harmful requests are mostly imperatives ("Write a
+tutorial on ..."), and without enough benign imperatives ("Write a review of ...") the gate reads the form.
 
 Targets come from a writer model (the victim answers under the explain or engage system prompt and
 writes `<reasoning>` + `<response>`) or, offline, from templates (Explain) and the defended model's own
@@ -27,7 +29,7 @@ from dilemmakit import dilemmas, resources
 from dilemmakit.attacks.trial import DEEPEN, LAST, REFUSAL, offline_opening, prompt_book, template_followup
 from dilemmakit.behaviors import Behavior, load_behaviors
 from dilemmakit.err.config import TEMPLATE, DataConfig
-from dilemmakit.err.examples import BENIGN, HARMFUL, Example, balance_and_split, write_jsonl
+from dilemmakit.err.examples import BENIGN, GATE_ONLY, HARMFUL, Example, balance_and_split, write_jsonl
 from dilemmakit.err.targets import engage_targets, engage_trial_target, explain_target, prompt_hash, target_book
 from dilemmakit.errors import ModelCallError, UserError
 from dilemmakit.judges.refusal import is_refusal
@@ -54,8 +56,10 @@ def conversations(cfg: DataConfig) -> list[tuple[list[Message], int, str, str]]:
     benign = benign_prompts(cfg.benign)
     rng.shuffle(benign)
     need = cfg.plain + cfg.trial + cfg.multi
-    if len(harmful) < need or len(benign) < need:
-        raise UserError(f"need {need} harmful and {need} benign prompts, have {len(harmful)} and {len(benign)}")
+    if len(harmful) < need or len(benign) < need + cfg.gate_benign:
+        raise UserError(
+            f"need {need} harmful and {need + cfg.gate_benign} benign prompts, have {len(harmful)} and {len(benign)}"
+        )
     out: list[tuple[list[Message], int, str, str]] = []
     benign_behaviors = [Behavior(id=f"benign-{i}", prompt=p) for i, p in enumerate(benign[:need])]
     for label, behaviors in ((HARMFUL, harmful[:need]), (BENIGN, benign_behaviors)):
@@ -80,6 +84,7 @@ def conversations(cfg: DataConfig) -> list[tuple[list[Message], int, str, str]]:
                     b.prompt,
                 )
             )
+    out += [([{"role": "user", "content": p}], BENIGN, GATE_ONLY, p) for p in benign[need : need + cfg.gate_benign]]
     return out
 
 
@@ -170,6 +175,8 @@ def build(cfg: DataConfig, out_dir: Path, *, console=None) -> dict:
     from dilemmakit.loading import load_model
 
     convs = conversations(cfg)
+    gate_only = [Example(m, "", label, kind) for m, label, kind, _ in convs if kind == GATE_ONLY]
+    convs = [c for c in convs if c[2] != GATE_ONLY]  # no reply to write for these
     benign_dilemmas = dilemma_examples(cfg)  # before any model runs: a bad --dilemmas fails at once
     rng = random.Random(cfg.seed + 1)
     if cfg.writer != TEMPLATE:
@@ -195,6 +202,11 @@ def build(cfg: DataConfig, out_dir: Path, *, console=None) -> dict:
     examples = [Example(m, t, label, kind) for (m, label, kind, _), t in zip(convs, targets, strict=False) if t.strip()]
     examples += benign_dilemmas
     train, val = balance_and_split(examples, seed=cfg.seed)
+    # gate-only prompts are added after the 1:1 balancing (the gate's loss weighs the classes instead), so they
+    # do not make the harmful replies be oversampled for the adapters
+    gate_train, gate_val = balance_and_split(gate_only, seed=cfg.seed, balance=False)
+    train, val = train + gate_train, val + gate_val
+    examples += gate_only
     out_dir = Path(out_dir)
     write_jsonl(out_dir / "train.jsonl", train)
     write_jsonl(out_dir / "val.jsonl", val)
@@ -206,7 +218,9 @@ def build(cfg: DataConfig, out_dir: Path, *, console=None) -> dict:
         "val": len(val),
         "by_kind": {
             k: sum(1 for e in examples if e.kind == k)
-            for k in ("plain", "trial", "trial_multi") + (("dilemma",) if cfg.dilemmas else ())
+            for k in ("plain", "trial", "trial_multi")
+            + (("dilemma",) if cfg.dilemmas else ())
+            + ((GATE_ONLY,) if cfg.gate_benign else ())
         },
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -27,6 +27,9 @@ class DataConfig(Config):
     trial: int = option(30, "Single-turn TRIAL dilemmas per class")
     multi: int = option(10, "Multi-turn TRIAL conversations per class (all three follow-up cases)")
     dilemmas: int = option(40, "Benign moral dilemmas (train split) answered with a choice and a reason", ge=0)
+    gate_benign: int = option(
+        0, "Extra plain benign prompts that train only the gate (no reply; the adapters skip them)", ge=0
+    )
     writer: str = option(TEMPLATE, "'template' (offline) or a model spec that writes targets")
     model: str = option("embedded-aligned", "Offline: the model whose own answers are the Engage targets")
     max_tokens: int = option(96, "Max tokens of a written target")

@@ -15,6 +15,7 @@ from dilemmakit.errors import UserError
 from dilemmakit.models.base import Message
 
 HARMFUL, BENIGN = 1, 0
+GATE_ONLY = "gate"  # kind of a prompt-only example: it trains the gate (stage 1); the adapters (stage 2) skip it
 
 
 @dataclass
@@ -22,7 +23,12 @@ class Example:
     messages: list[Message]
     target: str
     harm_label: int  # 1 = harmful (Explain / refuse), 0 = benign (Engage)
-    kind: str = "plain"  # plain | trial | trial_multi | dilemma
+    kind: str = "plain"  # plain | trial | trial_multi | dilemma | gate (GATE_ONLY: no target)
+
+
+def with_reply(examples: list[Example]) -> list[Example]:
+    """The examples that have a reply to learn: all but the gate-only ones."""
+    return [e for e in examples if e.kind != GATE_ONLY]
 
 
 def write_jsonl(path: Path, examples: list[Example]) -> None:

@@ -18,7 +18,7 @@ from rich.progress import Progress
 
 from dilemmakit.defense.model import Defense, save_defense
 from dilemmakit.err.config import TrainConfig
-from dilemmakit.err.examples import Example, collate, encode
+from dilemmakit.err.examples import Example, collate, encode, with_reply
 from dilemmakit.errors import UserError
 from dilemmakit.parallel import accelerator, average_gradients, broadcast_from_main, even_shard, process_state
 from dilemmakit.progress import progress_bar
@@ -62,6 +62,7 @@ def train_gate(
         model, tokenizer, defense, train, cfg, console=console, what="gate features" if main else ""
     )
     head = defense.gate
+    weight = class_weights(labels)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.gate_lr, weight_decay=cfg.weight_decay)
     g = torch.Generator().manual_seed(cfg.seed)
     head.train()
@@ -74,7 +75,7 @@ def train_gate(
                 x, y = feats[idx], labels[idx]
                 logits = head.logits(x)
                 prob = torch.sigmoid(logits)
-                bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
+                bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, weight=weight[idx])
                 sparsity = ((1 - y) * prob.abs()).mean()
                 loss = bce + cfg.lambda_reg * sparsity
                 opt.zero_grad()
@@ -90,6 +91,17 @@ def train_gate(
         result["val_acc"] = _accuracy(head, vf, vl, defense.config.threshold)
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
+
+
+def class_weights(labels: torch.Tensor) -> torch.Tensor:
+    """Per-example BCE weights that give both classes the same total weight (mean 1): all ones on balanced
+    data (the paper's, which the builder balances 1:1); gate-only benign prompts make the benign class bigger."""
+    positives = float(labels.sum())
+    negatives = float(len(labels)) - positives
+    if positives == 0 or negatives == 0:
+        return torch.ones_like(labels)
+    half = len(labels) / 2
+    return torch.where(labels > 0.5, half / positives, half / negatives)
 
 
 def _accuracy(head, feats, labels, threshold: float) -> float:
@@ -144,6 +156,7 @@ def train_adapters(
 ) -> dict:
     """Stage 2 (or plain LoRA when the gate is static): next-token loss on the assistant reply only."""
     started = time.monotonic()
+    train, val = with_reply(train), with_reply(val)
     for p in defense.gate_parameters():
         p.requires_grad_(False)
     params = defense.adapter_parameters()
@@ -258,7 +271,7 @@ def _gated_only(model, defense: Defense, encoded: list[dict], pad: int) -> list[
 def evaluate_loss(model, tokenizer, defense: Defense, examples: list[Example], cfg: TrainConfig) -> float:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = next(model.parameters()).device
-    encoded = [encode(e, tokenizer, cfg.max_seq_len) for e in examples]
+    encoded = [encode(e, tokenizer, cfg.max_seq_len) for e in with_reply(examples)]
     total, n = 0.0, 0
     defense.train(True)  # raw gate, as in training
     if defense.gate is not None:

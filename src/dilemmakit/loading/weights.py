@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dilemmakit.errors import UserError
@@ -35,6 +38,19 @@ def resolve_dtype(dtype: str | None, device: str):
     if dtype not in _DTYPES:
         raise UserError(f"unknown dtype {dtype!r}: use one of {', '.join(sorted(set(_DTYPES)))}")
     return getattr(torch, _DTYPES[dtype])
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection inside: the first load imports torch and transformers, whose hundreds
+    of thousands of new objects would set off collection after collection (~1 of ~7 CPU-s of a start)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def load_hf_weights(path_or_id: str, dtype: str | None = None, device: str | None = None):
@@ -90,12 +106,13 @@ def load_weights(spec: ModelSpec | str, *, device: str | None = None, merge: boo
         check_quant(quant)  # before the slow load
     dtype = spec.options.get("dtype")
     device = spec.options.get("device") or device
-    if spec.kind == "embedded":
-        from dilemmakit.loading.embedded import load_embedded_weights
+    with paused_gc():
+        if spec.kind == "embedded":
+            from dilemmakit.loading.embedded import load_embedded_weights
 
-        model, tokenizer = load_embedded_weights(dtype=dtype, device=device)
-    else:
-        model, tokenizer = load_hf_weights(spec.model, dtype=dtype, device=device)
+            model, tokenizer = load_embedded_weights(dtype=dtype, device=device)
+        else:
+            model, tokenizer = load_hf_weights(spec.model, dtype=dtype, device=device)
     ref = spec.options.get("defense")
     if ref:
         from dilemmakit.defense.loading import apply_defense, merge_defense

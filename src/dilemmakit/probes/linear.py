@@ -7,8 +7,9 @@
   matched-layer evaluation);
 - HDR(l, D) = fraction of D the layer-l probe calls harmful; gap(l) = HDR(l, harm) - HDR(l, trial_h);
 - AUROC (`roc_auc_score`) of any probe score between a harmful and a benign set;
-- the gap's excess over a control wrapper: excess(l) = HDR(l, control_h) - HDR(l, trial_h), which is
-  gap(l) - gap_control(l), with a paired bootstrap CI over the wrapped requests;
+- the gap's harm-specific excess over a control wrapper: excess(l) = [HDR(l, control_h) - HDR(l, trial_h)]
+  - [HDR(l, control_b) - HDR(l, trial_b)], i.e. gap(l) - gap_control(l) net of the benign twins' shift,
+  with a CI over probe refits (fold splits) and a request bootstrap;
 - refusal direction r = (mu_harm - mu_benign) / ||mu_harm - mu_benign||, projection rho = h . r.
 """
 
@@ -143,34 +144,79 @@ def dissociation_gap(hdr_harm: ArrayLike, hdr_trial_h: ArrayLike) -> tuple[np.nd
 
 @dataclass
 class Excess:
-    """The dissociation gap's excess over a control wrapper, per layer, with a paired bootstrap CI."""
+    """The dissociation gap's harm-specific excess over a control wrapper, per layer, with a 95% CI.
 
-    value: np.ndarray  # [L] HDR(control_h) - HDR(trial_h) = gap - gap_control
+    excess = (HDR(control_h) - HDR(trial_h)) - (HDR(control_b) - HDR(trial_b)): the gap's excess over its
+    control (harmful side) net of the same difference on the benign twins, so a format difference between
+    the wrappers that moves harmful and benign prompts alike cancels out.
+    """
+
+    value: np.ndarray  # [L] harm-specific excess, mean over the probe refits
     low: np.ndarray  # [L] 95% CI
     high: np.ndarray  # [L]
-    n: int  # wrapped requests (pairs)
+    harmful: np.ndarray  # [L] HDR(control_h) - HDR(trial_h) = gap - gap_control (mean over refits)
+    benign: np.ndarray  # [L] HDR(control_b) - HDR(trial_b), the benign twins' side
+    refit_low: np.ndarray  # [L] the excess's smallest value over the refits alone
+    refit_high: np.ndarray  # [L] its largest
+    n: int  # harmful requests (pairs when paired)
+    refits: int
 
     def exceeds(self) -> list[int]:
         """Layers whose CI lies wholly above zero."""
         return [int(i) for i in np.flatnonzero(self.low > 0)]
 
 
-def gap_excess(
-    flag_trial: np.ndarray, flag_control: np.ndarray, *, resamples: int = 2000, level: float = 0.95, seed: int = 0
+def harm_specific_excess(
+    trial_h: np.ndarray,
+    control_h: np.ndarray,
+    trial_b: np.ndarray,
+    control_b: np.ndarray,
+    *,
+    paired: bool,
+    resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
 ) -> Excess:
-    """Per-layer excess of the gap over its control from [n, L] 0/1 flags of the same n requests in each wrapper.
+    """Harm-specific excess from [R, n, L] 0/1 flags: R refits of the probes, n requests (row i of a wrapped set
+    wraps plain request i), L layers.
 
-    The bootstrap resamples requests (the same resample for both wrappers and every layer), so the CI
-    reflects that trial_h[i] and control_h[i] wrap the same request.
+    The CI pools a request bootstrap over the R refits (resamples / R draws each): its spread is the
+    request-sampling variance plus the variance between refits. The refit part matters because a fold
+    probe tends to put all of a fold's wrapped prompts on one side of its threshold, so with the probes
+    held fixed the wrapped sets' HDRs look far more certain than they are. With `paired`, a draw keeps
+    each harmful request with its benign twin.
     """
-    diff = np.asarray(flag_control, dtype=float) - np.asarray(flag_trial, dtype=float)  # [n, L]
-    n = diff.shape[0]
-    value = diff.mean(0)
+    flags = [np.asarray(f, dtype=float) for f in (trial_h, control_h, trial_b, control_b)]
+    if any(f.ndim != 3 for f in flags):
+        raise ValueError("flags must be [refits, requests, layers]")
+    side_h = flags[1] - flags[0]  # [R, n_h, L]
+    side_b = flags[3] - flags[2]  # [R, n_b, L]
+    if paired and side_h.shape != side_b.shape:
+        raise ValueError("paired flags need as many benign twins as harmful requests")
+    refits, n_h, _ = side_h.shape
+    n_b = side_b.shape[1]
+    per_refit = side_h.mean(1) - side_b.mean(1)  # [R, L]
     rng = np.random.default_rng(seed)
-    means = np.stack([diff[rng.integers(0, n, size=n)].mean(0) for _ in range(resamples)])  # [R, L]
+    draws = max(1, resamples // refits)
+    means = []
+    for r in range(refits):
+        for _ in range(draws):
+            idx_h = rng.integers(0, n_h, size=n_h)
+            idx_b = idx_h if paired else rng.integers(0, n_b, size=n_b)
+            means.append(side_h[r, idx_h].mean(0) - side_b[r, idx_b].mean(0))
     tail = (1 - level) / 2
-    low, high = np.quantile(means, [tail, 1 - tail], axis=0)
-    return Excess(value, low, high, n)
+    low, high = np.quantile(np.stack(means), [tail, 1 - tail], axis=0)
+    return Excess(
+        value=per_refit.mean(0),
+        low=low,
+        high=high,
+        harmful=side_h.mean((0, 1)),
+        benign=side_b.mean((0, 1)),
+        refit_low=per_refit.min(0),
+        refit_high=per_refit.max(0),
+        n=n_h,
+        refits=refits,
+    )
 
 
 def refusal_direction(harm: np.ndarray, benign: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from dilemmakit.probes.linear import (
     crossfit_layer,
     crossfit_scores,
     dissociation_gap,
-    gap_excess,
+    harm_specific_excess,
     projection,
     refusal_direction,
     relative_projection,
@@ -40,6 +40,7 @@ from dilemmakit.probes.trajectory import (
 from dilemmakit.progress import progress_bar
 
 PARTS = ("probe", "direction", "lens", "transfer", "trajectory")
+BOOTSTRAP_RESAMPLES = 2000
 
 
 class ProbeConfig(Config):
@@ -65,6 +66,7 @@ class ProbeConfig(Config):
     )
     batch_size: int = option(8, "Prompts per forward pass (and per shard)")
     folds: int = option(5, "Cross-fitting folds of the held-out evaluation")
+    refits: int = option(10, "Probe refits on other fold splits behind the control's CI (1: request bootstrap only)")
     l2: float = option(1e-2, "L2 penalty of the logistic probe (standardised features)")
     framework: str = option("utilitarian", "Dilemma framing of the TRIAL sets")
     seed: int = option(0, "Seed: sampling of --limit, scenario frames, folds")
@@ -79,6 +81,8 @@ class ProbeConfig(Config):
             raise UserError("--parts trajectory needs --run-dir (a run dir written by `dilemma attack`)")
         if self.folds < 2:
             raise UserError("--folds must be at least 2")
+        if self.refits < 1:
+            raise UserError("--refits must be at least 1")
         if self.pool not in POOLINGS:
             raise UserError(f"unknown --pool {self.pool!r}: use {'|'.join(POOLINGS)}")
         if self.batch_size < 1:
@@ -112,6 +116,47 @@ def open_reader(spec_text: str, device: str | None) -> ResidualReader:
     return ResidualReader(tokenizer, config, lambda: load_weights(spec, device=device)[0])
 
 
+def describe_weights(spec_text: str) -> dict:
+    """What was probed: the spec's defense (and those it folds in first), and the layers it cannot change.
+
+    Adapters wrap blocks `start_layer ..`, so layers 0..start_layer (hidden_states indices) equal the
+    undefended model's: the curves there are the base model's by construction.
+    """
+    from dilemmakit.defense.config import DefenseConfig
+    from dilemmakit.defense.loading import resolve_defense
+
+    ref = parse_spec(spec_text).options.get("defense")
+    if not ref:
+        return {"spec": spec_text, "defense": None}
+    config = DefenseConfig.load(resolve_defense(ref))
+    starts = [config.start_layer] + [DefenseConfig.load(resolve_defense(r)).start_layer for r in config.requires]
+    return {
+        "spec": spec_text,
+        "defense": ref,
+        "path": str(resolve_defense(ref)),
+        "gated": not config.static_gate,
+        "detection_layer": None if config.static_gate else config.detection_layer,
+        "start_layer": config.start_layer,
+        "requires": list(config.requires),
+        "same_as_base_through_layer": min(starts),
+    }
+
+
+def weights_sentence(weights: dict) -> str:
+    if not weights.get("defense"):
+        return f"weights: {weights['spec']}, no defense"
+    kind = (
+        f"harm-gated LoRA from block {weights['start_layer']}, gate reading layer {weights['detection_layer']}"
+        if weights["gated"]
+        else f"static LoRA from block {weights['start_layer']}"
+    )
+    requires = f"; {', '.join(weights['requires'])} merged in first" if weights["requires"] else ""
+    return (
+        f"weights: {weights['spec']} probed WITH defense {weights['defense']!r} ({kind}{requires}); "
+        f"layers 0-{weights['same_as_base_through_layer']} equal the undefended model's"
+    )
+
+
 def analyse(
     store: ActivationStore,
     manifest: dict,
@@ -131,12 +176,21 @@ def analyse(
     key = config.pool
     names = list(sets_pairs)
     wrappers = [w for w in WRAPPERS if f"{w}_h" in sets_pairs]
-    fold_h = assign_folds(len(sets_pairs["harm"]), config.folds, config.seed)
-    fold_b = fold_h if paired else assign_folds(len(sets_pairs["benign"]), config.folds, config.seed + 1)
-    folds = {"harm": fold_h, "benign": fold_b}
-    for w in wrappers:
-        folds[f"{w}_h"] = fold_h[sets_pairs[f"{w}_h"]]
-        folds[f"{w}_b"] = fold_b[sets_pairs[f"{w}_b"]]
+
+    def fold_sets(seed: int) -> dict[str, np.ndarray]:
+        fold_h = assign_folds(len(sets_pairs["harm"]), config.folds, seed)
+        fold_b = fold_h if paired else assign_folds(len(sets_pairs["benign"]), config.folds, seed + 1)
+        out = {"harm": fold_h, "benign": fold_b}
+        for w in wrappers:
+            out[f"{w}_h"] = fold_h[sets_pairs[f"{w}_h"]]
+            out[f"{w}_b"] = fold_b[sets_pairs[f"{w}_b"]]
+        return out
+
+    folds = fold_sets(config.seed)
+    controlled = "neutral" in wrappers and "probe" in config.parts
+    # The control's CI refits the plain probe on other fold splits: the wrapped sets' HDRs move with the refit.
+    refit_folds = [folds] + [fold_sets(config.seed + 1000 * r) for r in range(1, config.refits if controlled else 1)]
+    flagged = ("trial_h", "neutral_h", "trial_b", "neutral_b")
     hdr: dict[str, list[float]] = {n: [] for n in names}
     rho_mean: dict[str, list[float]] = {n: [] for n in names}
     rho_std: dict[str, list[float]] = {n: [] for n in names}
@@ -145,7 +199,7 @@ def analyse(
     plain_auroc: dict[str, list[float]] = {"plain": [], **{w: [] for w in wrappers}}
     inside_acc: dict[str, list[float]] = {w: [] for w in wrappers}
     inside_auroc: dict[str, list[float]] = {w: [] for w in wrappers}
-    flags: dict[str, list[np.ndarray]] = {f"{w}_h": [] for w in wrappers}
+    flags: dict[str, list[list[np.ndarray]]] = {n: [[] for _ in refit_folds] for n in flagged}  # [set][refit][layer]
     directions = np.zeros((n_layers, manifest["hidden_size"]))
     layer_probes = []
     want_probe = any(p in config.parts for p in ("probe", "transfer"))
@@ -158,11 +212,15 @@ def analyse(
             for n in names:
                 hdr[n].append(res.hdr(n))
             accuracy.append(res.accuracy())
+            if controlled:
+                for k, fold_k in enumerate(refit_folds):
+                    res_k = res if k == 0 else crossfit_layer(feats, fold_k, l2=config.l2)
+                    for n in flagged:
+                        flags[n][k].append(_by_request(res_k.scores[n] > THRESHOLD, sets_pairs[n]))
             plain_auroc["plain"].append(res.auroc())
             for w in wrappers:
                 # Does the plain-prompt probe still rank wrapped harm above wrapped benign?
                 plain_auroc[w].append(res.auroc(f"{w}_h", f"{w}_b"))
-                flags[f"{w}_h"].append(res.scores[f"{w}_h"] > THRESHOLD)
                 # Is harm still linearly readable inside the wrapper? A probe trained on the wrapped sets alone.
                 inside = crossfit_layer(
                     {"harm": feats[f"{w}_h"], "benign": feats[f"{w}_b"]},
@@ -201,17 +259,30 @@ def analyse(
             "l2": config.l2,
             "threshold": THRESHOLD,
         }
-        if "neutral" in wrappers:
-            excess = gap_excess(
-                np.stack(flags["trial_h"], axis=1), np.stack(flags["neutral_h"], axis=1), seed=config.seed
+        if controlled:
+            stacked = {n: np.stack([np.stack(layers, axis=1) for layers in flags[n]]) for n in flagged}  # [R, n, L]
+            excess = harm_specific_excess(
+                stacked["trial_h"],
+                stacked["neutral_h"],
+                stacked["trial_b"],
+                stacked["neutral_b"],
+                paired=paired,
+                resamples=BOOTSTRAP_RESAMPLES,
+                seed=config.seed,
             )
             out["probe"]["control"] = {
                 "wrapper": "neutral",
                 "gap_neutral": (np.asarray(hdr["harm"]) - np.asarray(hdr["neutral_h"])).tolist(),
+                "statistic": "harm-specific excess = (HDR neutral-H - HDR TRIAL-H) - (HDR neutral-B - HDR TRIAL-B)",
                 "excess": excess.value.tolist(),
                 "excess_ci": [excess.low.tolist(), excess.high.tolist()],
+                "excess_harmful": excess.harmful.tolist(),
+                "excess_benign": excess.benign.tolist(),
+                "excess_refit_range": [excess.refit_low.tolist(), excess.refit_high.tolist()],
                 "ci_level": 0.95,
-                "bootstrap": "paired over wrapped requests, 2000 resamples",
+                "ci_method": ci_method(excess.refits, config.folds, paired),
+                "refits": excess.refits,
+                "paired": paired,
                 "n": excess.n,
                 "exceeds_at": excess.exceeds(),
             }
@@ -250,6 +321,24 @@ def analyse(
     return out, directions
 
 
+def _by_request(flags: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """A wrapped set's per-prompt flags reordered so row i belongs to plain request i."""
+    out = np.zeros(int(pairs.max()) + 1, dtype=bool)
+    out[pairs] = flags
+    return out
+
+
+def ci_method(refits: int, folds: int, paired: bool) -> str:
+    unit = "matched pairs, each harmful request with its benign twin," if paired else "harmful and benign requests,"
+    refit = (
+        f"the plain probe refitted on {refits} {folds}-fold splits, " if refits > 1 else "the fold probes held fixed, "
+    )
+    return (
+        f"percentile interval pooling {refit}each with a bootstrap over {unit} "
+        f"{BOOTSTRAP_RESAMPLES} resamples in all; pointwise per layer"
+    )
+
+
 def _layer_ranges(layers: list[int]) -> str:
     """[2, 3, 4, 7] -> '2-4, 7'."""
     spans: list[list[int]] = []
@@ -262,23 +351,28 @@ def _layer_ranges(layers: list[int]) -> str:
 
 
 def control_sentence(control: dict, n_layers: int) -> str:
-    """ONE sentence: does the dissociation gap exceed its neutral-wrapper control, where, and by how much."""
+    """ONE sentence: does the dissociation gap exceed its neutral-wrapper control beyond the benign twins' shift,
+    where, and by how much."""
     excess = np.asarray(control["excess"])
     low, high = (np.asarray(c) for c in control["excess_ci"])
     where = control["exceeds_at"]
-    n = control["n"]
+    refits = control.get("refits", 1)
+    basis = (
+        f"{refits} probe refits and a bootstrap of n={control['n']} {'pairs' if control.get('paired') else 'requests'}"
+    )
     if where:
         best = max(where, key=lambda i: excess[i])
         return (
             f"The dissociation gap exceeds its neutral-wrapper control at {len(where)} of {n_layers} layers "
-            f"({_layer_ranges(where)}), by up to {excess[best]:+.2f} at layer {best} "
-            f"(95% CI {low[best]:+.2f} to {high[best]:+.2f}, n={n} requests; pointwise CIs)."
+            f"({_layer_ranges(where)}), by a harm-specific excess (net of the benign twins' shift) of up to "
+            f"{excess[best]:+.2f} at layer {best} (95% CI {low[best]:+.2f} to {high[best]:+.2f} over {basis}; "
+            f"pointwise CIs)."
         )
     best = int(np.argmax(excess))
     return (
-        f"The dissociation gap does not exceed its neutral-wrapper control at any layer (largest excess "
-        f"{excess[best]:+.2f} at layer {best}, 95% CI {low[best]:+.2f} to {high[best]:+.2f}, n={n} requests), "
-        f"so the plain-prompt probe misses harm inside any long templated prompt, not specifically inside the dilemma."
+        f"The dissociation gap does not exceed its neutral-wrapper control at any layer once the benign twins' "
+        f"shift is netted out (largest harm-specific excess {excess[best]:+.2f} at layer {best}, 95% CI "
+        f"{low[best]:+.2f} to {high[best]:+.2f} over {basis}), so no part of the gap is specific to harm inside the dilemma."
     )
 
 
@@ -286,6 +380,7 @@ def summary_text(result: dict) -> str:
     names = list(result["sizes"])
     lines = [
         f"dilemma probe: {result['model']}",
+        *([weights_sentence(result["weights"])] if "weights" in result else []),
         "prompts per set: " + ", ".join(f"{SET_LABELS[n]} {k}" for n, k in result["sizes"].items()),
         f"layers: 0..{result['n_layers'] - 1} (0 = embeddings), pooling: {result['pooling']}",
     ]
@@ -303,8 +398,12 @@ def summary_text(result: dict) -> str:
         ]
         control = probe.get("control")
         if control:
-            lines.append("gap over the neutral control per layer: " + " ".join(f"{g:+.2f}" for g in control["excess"]))
+            lines.append(
+                "harm-specific excess over the neutral control per layer, (HDR neutral-H - TRIAL-H) - "
+                "(HDR neutral-B - TRIAL-B): " + " ".join(f"{g:+.2f}" for g in control["excess"])
+            )
             lines.append(control_sentence(control, result["n_layers"]))
+            lines.append(f"its 95% CI: {control['ci_method']}")
         for w, values in probe["plain_probe_auroc"].items():
             lines.append(
                 f"plain-prompt probe AUROC, {WRAPPER_LABELS[w]}-H vs {WRAPPER_LABELS[w]}-B: {values[p]:.2f} at the "
@@ -344,6 +443,7 @@ def headline(result: dict) -> dict:
     control = probe.get("control")
     head = {
         "model": result["model"],
+        "weights": result.get("weights"),
         "sizes": result["sizes"],
         "n_layers": result["n_layers"],
         "pooling": result["pooling"],
@@ -373,6 +473,7 @@ def headline(result: dict) -> dict:
             "max_excess_layer": best,
             "max_excess_ci": [control["excess_ci"][0][best], control["excess_ci"][1][best]],
             "n": control["n"],
+            "ci_method": control["ci_method"],
             "sentence": control_sentence(control, result["n_layers"]),
         }
     return head
@@ -447,6 +548,7 @@ def run_probe(config: ProbeConfig, *, console: Console | None = None, show_progr
     np.save(out / "refusal_directions.npy", directions.astype(np.float32))
     result = {
         "model": config.model,
+        "weights": describe_weights(config.model),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "n_layers": manifest["n_layers"],
         "layers": list(range(manifest["n_layers"])),

@@ -107,8 +107,30 @@ def plot_controls(result: dict, path: Path) -> Path:
             label="control gap: HDR D_harm - D_neutral-H",
         )
         low, high = control["excess_ci"]
-        top.fill_between(layers, low, high, color="black", alpha=0.15, label="excess 95% CI (paired bootstrap)")
-        top.plot(layers, control["excess"], "-", color="black", lw=1.5, label=f"excess over control (n={control['n']})")
+        top.plot(
+            layers,
+            control["excess_harmful"],
+            ":",
+            color="black",
+            lw=1,
+            label="harmful side only: HDR neutral-H - TRIAL-H",
+        )
+        top.fill_between(
+            layers,
+            low,
+            high,
+            color="black",
+            alpha=0.15,
+            label=f"excess 95% CI ({control['refits']} refits x bootstrap)",
+        )
+        top.plot(
+            layers,
+            control["excess"],
+            "-",
+            color="black",
+            lw=1.5,
+            label=f"harm-specific excess, net of benign twins (n={control['n']})",
+        )
     top.set(
         ylabel="HDR difference",
         ylim=(-1.05, 1.05),
