@@ -113,9 +113,9 @@ def test_short_demo_runs_end_to_end(tmp_path, cli):
     for role, spec in (("aligned", "embedded-aligned"), ("defended", "embedded-err")):
         row = data["targets"][role]
         assert row["target"] == spec
-        assert {row[m]["n"] for m in ("direct", "trial", "engagement")} == {2}
+        assert {row[m]["n"] for m in ("direct", "trial", "engagement", "picks_act")} == {2}
         line = next(line for line in proc.stdout.splitlines() if spec in line)
-        assert line.count("/2 = ") == 3, line
+        assert line.count("/2 = ") == 4, line  # direct, TRIAL, turn-1 picks of the act, engagement
     # held out: no behavior a built-in defense was trained on
     trained = set()
     for ref in defense_refs("embedded-err"):
