@@ -37,6 +37,17 @@ def resolve_defense(ref: str) -> Path:
     return path
 
 
+def defense_chain(ref: str | None) -> list[str]:
+    """The defenses a model with defense `ref` loads: `ref` first, then those it requires, recursively."""
+    refs: list[str] = []
+    pending = [ref] if ref else []
+    while pending:
+        r = pending.pop()
+        refs.append(r)
+        pending.extend(DefenseConfig.load(resolve_defense(r)).requires)
+    return refs
+
+
 def apply_defense(model, ref: str) -> Defense:
     """Install defense `ref` on `model`; the defenses it requires are installed and merged first."""
     path = resolve_defense(ref)

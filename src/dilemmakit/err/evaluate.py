@@ -34,8 +34,8 @@ import torch
 
 from dilemmakit import resources
 from dilemmakit.behaviors import Behavior, load_behaviors
-from dilemmakit.defense.config import WEIGHTS_NAME, DefenseConfig
-from dilemmakit.defense.loading import resolve_defense
+from dilemmakit.defense.config import WEIGHTS_NAME
+from dilemmakit.defense.loading import defense_chain, resolve_defense
 from dilemmakit.defense.model import get_defense
 from dilemmakit.dilemmas import parse_choice
 from dilemmakit.engine import LocalHFModel
@@ -54,15 +54,7 @@ from dilemmakit.store.db import open_store
 
 def defense_refs(spec_text: str) -> list[str]:
     """The defense chain a spec loads (the named one and those it requires)."""
-    spec = parse_spec(spec_text)
-    ref = spec.options.get("defense")
-    refs: list[str] = []
-    pending = [ref] if ref else []
-    while pending:
-        r = pending.pop()
-        refs.append(r)
-        pending.extend(DefenseConfig.load(resolve_defense(r)).requires)
-    return refs
+    return defense_chain(parse_spec(spec_text).options.get("defense"))
 
 
 def defense_fingerprint(spec_text: str) -> dict[str, str]:

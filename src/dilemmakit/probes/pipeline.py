@@ -123,13 +123,14 @@ def describe_weights(spec_text: str) -> dict:
     undefended model's: the curves there are the base model's by construction.
     """
     from dilemmakit.defense.config import DefenseConfig
-    from dilemmakit.defense.loading import resolve_defense
+    from dilemmakit.defense.loading import defense_chain, resolve_defense
 
-    ref = parse_spec(spec_text).options.get("defense")
-    if not ref:
+    chain = defense_chain(parse_spec(spec_text).options.get("defense"))  # the named one first, then those it folds in
+    if not chain:
         return {"spec": spec_text, "defense": None}
+    ref = chain[0]
     config = DefenseConfig.load(resolve_defense(ref))
-    starts = [config.start_layer] + [DefenseConfig.load(resolve_defense(r)).start_layer for r in config.requires]
+    starts = [DefenseConfig.load(resolve_defense(r)).start_layer for r in chain]
     return {
         "spec": spec_text,
         "defense": ref,
