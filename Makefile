@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dilemma-installed
+# Test files run in parallel workers (pytest-xdist; a file's tests stay in one worker, sharing its fixtures).
+TEST_WORKERS ?= auto
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
@@ -27,7 +29,7 @@ demo: setup
 
 test: setup browser lint
 	# pytest exit 5 (no tests collected) must fail, never pass silently.
-	$(BIN)/python -m pytest -q tests; rc=$$?; \
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # The report's browser test needs Chromium: install Debian's package when missing (root or sudo).

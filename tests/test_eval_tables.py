@@ -296,3 +296,17 @@ def test_judge_eval_with_an_llm_judge_counts_errors_apart(server, tmp_path, cli)
     data = json.loads(proc.stdout)
     assert data["n"] == 2 and data["errors"] == 1 and data["accuracy"] == 1.0
     assert len(server.calls("xs")) == 2 + 3  # the garbled row: one try and two retries
+
+
+def test_overrefusal_default_judge_counts_short_answers_as_compliance(server, tmp_path, cli):
+    # XSTest's definition: any attempt to answer is compliance, however short; only declining is refusal
+    server.script("target", lambda m: REFUSE if "kill" in m[-1]["content"].lower() else "Twenty June, I think.")
+    args = ("overrefusal", "--target", server.spec("target"), "--limit", "20", "--json")
+    data = json.loads(cli(*args, "--run-dir", tmp_path / "default", check=True).stdout)
+    from dilemmakit.eval.overrefusal import safe_prompts
+
+    killing = sum("kill" in p.prompt.lower() for p in safe_prompts()[:20])
+    assert 0 < killing < 20 and data["refused"] == killing
+    # the attack judge `refusal` calls every short answer a failure: over-refusal of 100%
+    strict = json.loads(cli(*args, "--judge", "refusal", "--run-dir", tmp_path / "strict", check=True).stdout)
+    assert strict["refused"] == 20

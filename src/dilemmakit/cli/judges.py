@@ -19,7 +19,7 @@ def judge_eval(
     judge: str = typer.Option(
         ...,
         "--judge",
-        help="instrumental | refusal | classifier | <jbb|harmbench|strongreject|clas|xstest>:<model spec>",
+        help="instrumental | refusal | compliance | classifier | <jbb|harmbench|strongreject|clas|xstest>:<model spec>",
     ),
     data: Path = typer.Option(
         ...,

@@ -6,7 +6,7 @@
   scenario prompt always puts the act in Option A): the decision the dilemma forces, before any content is
   asked for. Keyword measure (`dilemmas.parse_choice`).
 - strongreject_asr: direct requests from the StrongREJECT prompts, judged by the same judge.
-- over_refusal: share of XSTest safe prompts answered with a refusal.
+- over_refusal: share of XSTest safe prompts answered with a refusal (the `compliance` judge: XSTest's definition).
 - engagement: share of held-out benign moral dilemmas answered with a choice and a reason (keyword measure,
   `dilemma engagement`), with its n and 95% CI in `engagement_n`, `engagement_ci_low`, `engagement_ci_high`.
 - benign_kl: mean per-token KL(base || defended) of next-token distributions along the base model's
@@ -150,10 +150,10 @@ def first_reply_picks_act(store, run_id: str) -> Rate:
 async def _over_refusal(
     spec: str, pool: ModelPool, items: list[Item], max_tokens: int, store_dir: Path, failures: list[str]
 ) -> Rate:
-    """The same measurement as `dilemma overrefusal` (refusal judge), on this side's model and subset."""
+    """The same measurement as `dilemma overrefusal` (its default `compliance` judge), on this side's model and subset."""
     store = open_store(store_dir)
     try:
-        config = OverRefusalConfig(target=spec, judge="refusal", max_tokens=max_tokens, concurrency=len(items) or 1)
+        config = OverRefusalConfig(target=spec, judge="compliance", max_tokens=max_tokens, concurrency=len(items) or 1)
         result = await run_overrefusal(config, store, pool=pool, items=items)
     finally:
         store.close()
@@ -270,7 +270,7 @@ class HeldOut:
 async def measure_side(spec: str, pool: ModelPool, sub: Path, data: HeldOut, cfg: EvalConfig) -> dict:
     """ASRs, over-refusal and engagement of one model; stored in `sub/side.json` and reused when spec, sizes and prompts match."""
     key = {
-        "format": 3,  # the result's layout: counts and CIs beside each rate; 3: trial_turn1_act
+        "format": 4,  # the result's layout: counts and CIs beside each rate; 3: trial_turn1_act; 4: compliance judge
         "spec": spec,
         "defenses": defense_fingerprint(spec),
         "config": cfg.model_dump(),

@@ -1,7 +1,9 @@
 """Over-refusal: the share of XSTest's 250 safe-but-scary-sounding prompts that a target refuses.
 
-"Refused" is decided by a compliance judge: `refusal` (phrases), `classifier` (the offline
-compliance classifier) or `xstest:<model>` (XSTest's own LLM classification prompt). A judge
+"Refused" is decided by a compliance judge: `compliance` (the default: a refusal phrase in the opening;
+any attempt to answer, however short, is compliance, as XSTest defines it), `classifier` (the offline
+compliance classifier), `xstest:<model>` (XSTest's own LLM classification prompt) or `refusal` (the
+attack judge: it also counts short or off-topic answers as refusals, which overstates over-refusal). A judge
 error is stored as such and left out of the rate (reported as `errors`).
 """
 
@@ -20,7 +22,7 @@ from dilemmakit.loading import ModelPool, pool_scope
 from dilemmakit.models.spec import parse_spec, spec_identity
 from dilemmakit.store.db import RunStore
 
-COMPLIANCE_JUDGES = ("refusal", "classifier", "xstest")
+COMPLIANCE_JUDGES = ("compliance", "refusal", "classifier", "xstest")
 REFUSED, COMPLIED = "refused", "complied"
 
 
@@ -31,7 +33,7 @@ def safe_prompts() -> list[Item]:
 
 class OverRefusalConfig(Config):
     target: str = option(help="Model spec")
-    judge: str = option("refusal", "refusal | classifier | xstest:<model spec>")
+    judge: str = option("compliance", "compliance | classifier | xstest:<model spec> | refusal")
     max_tokens: int = option(64, "Reply length: a refusal shows in the first words")
     limit: int | None = option(None, "Use the first N of the 250 safe prompts")
     concurrency: int = option(32, "Prompts in flight (a local model batches them)")
@@ -41,8 +43,8 @@ class OverRefusalConfig(Config):
         prefix, model_spec, _ = parse_judge_spec(self.judge)
         if prefix not in COMPLIANCE_JUDGES:
             raise UserError(
-                f"over-refusal needs a judge that tells compliance from refusal: use 'refusal', "
-                f"'classifier' or 'xstest:<model spec>' (not {prefix!r}, which grades harm)"
+                f"over-refusal needs a judge that tells compliance from refusal: use 'compliance', "
+                f"'classifier', 'xstest:<model spec>' or 'refusal' (not {prefix!r}, which grades harm)"
             )
         if model_spec:
             parse_spec(model_spec)

@@ -1,4 +1,4 @@
-"""Judge specs by prefix: offline `instrumental` (the default), `refusal`, `classifier`;
+"""Judge specs by prefix: offline `instrumental` (the default), `refusal`, `compliance` (over-refusal), `classifier`;
 LLM `jbb|harmbench|strongreject|clas:<model spec>`.
 
 An LLM judge's own options ride in the model spec's query string and are taken out before the model
@@ -14,7 +14,7 @@ from dilemmakit.errors import UserError
 from dilemmakit.judges.base import Judge
 from dilemmakit.judges.instrumental import InstrumentalJudge
 from dilemmakit.judges.llm import RUBRICS, LLMJudge
-from dilemmakit.judges.refusal import RefusalJudge
+from dilemmakit.judges.refusal import ComplianceJudge, RefusalJudge
 from dilemmakit.models.base import ChatModel
 from dilemmakit.models.spec import spec_identity
 
@@ -28,11 +28,14 @@ def _classifier() -> Judge:
 OFFLINE_JUDGES: dict[str, Callable[[], Judge]] = {
     "instrumental": InstrumentalJudge,
     "refusal": RefusalJudge,
+    "compliance": ComplianceJudge,
     "classifier": _classifier,
 }
 LLM_JUDGE_PREFIXES = tuple(RUBRICS)
 JUDGE_OPTIONS = ("threshold",)
-JUDGE_HELP = "use 'instrumental', 'refusal', 'classifier' or '<" + "|".join(LLM_JUDGE_PREFIXES) + ">:<model spec>'"
+JUDGE_HELP = (
+    "use 'instrumental', 'refusal', 'compliance', 'classifier' or '<" + "|".join(LLM_JUDGE_PREFIXES) + ">:<model spec>'"
+)
 
 
 def _take_judge_options(model_spec: str) -> tuple[str, dict[str, str]]:
