@@ -20,7 +20,7 @@ from dilemmakit.behaviors import Behavior, load_behaviors
 from dilemmakit.config import Config, option
 from dilemmakit.errors import ModelCallError, UserError
 from dilemmakit.judges.registry import build_judge, judge_identity, split_judge_spec
-from dilemmakit.loading import ModelPool, pool_scope
+from dilemmakit.loading import ModelPool, pool_scope, weights_identity
 from dilemmakit.models.base import GenParams
 from dilemmakit.models.spec import parse_spec, spec_identity
 from dilemmakit.progress import progress_bar
@@ -89,6 +89,7 @@ class CampaignConfig(Config):
             attacker=_role_identity(self.attacker),
             helper=_role_identity(self.helper_spec),
             judge=judge_identity(self.judge),
+            **weights_identity(self.target),
         )
         return data
 

@@ -23,7 +23,6 @@ median over prompts as `<name>`, `<name>_n`, `<name>_ci_low`, `<name>_ci_high`.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,7 +33,6 @@ import torch
 
 from dilemmakit import resources
 from dilemmakit.behaviors import Behavior, load_behaviors
-from dilemmakit.defense.config import WEIGHTS_NAME
 from dilemmakit.defense.loading import defense_chain, resolve_defense
 from dilemmakit.defense.model import get_defense
 from dilemmakit.dilemmas import parse_choice
@@ -47,7 +45,7 @@ from dilemmakit.eval.itemrun import Item
 from dilemmakit.eval.overrefusal import OverRefusalConfig, run_overrefusal, safe_prompts
 from dilemmakit.eval.stats import Estimate, Rate
 from dilemmakit.eval.summary import CI
-from dilemmakit.loading import ModelPool, pool_scope
+from dilemmakit.loading import ModelPool, defense_weights, pool_scope
 from dilemmakit.models.spec import parse_spec
 from dilemmakit.store.db import open_store
 
@@ -55,16 +53,6 @@ from dilemmakit.store.db import open_store
 def defense_refs(spec_text: str) -> list[str]:
     """The defense chain a spec loads (the named one and those it requires)."""
     return defense_chain(parse_spec(spec_text).options.get("defense"))
-
-
-def defense_fingerprint(spec_text: str) -> dict[str, str]:
-    """sha1 of the weights of each defense a spec loads: a stored side is stale once its defense is retrained
-    under the same name (a built-in one after an upgrade, or a directory trained again)."""
-    out = {}
-    for ref in defense_refs(spec_text):
-        path = resolve_defense(ref) / WEIGHTS_NAME
-        out[ref] = hashlib.sha1(path.read_bytes()).hexdigest() if path.exists() else ""
-    return out
 
 
 def held_out(source: str, limit: int, seed: int, exclude: set[str]):
@@ -272,7 +260,7 @@ async def measure_side(spec: str, pool: ModelPool, sub: Path, data: HeldOut, cfg
     key = {
         "format": 4,  # the result's layout: counts and CIs beside each rate; 3: trial_turn1_act; 4: compliance judge
         "spec": spec,
-        "defenses": defense_fingerprint(spec),
+        "defenses": defense_weights(spec),  # a side is stale once a defense is retrained under the same name
         "config": cfg.model_dump(),
         "behaviors": _jsonl(data.behaviors),
         "strongreject": _jsonl(data.strongreject),

@@ -18,7 +18,7 @@ from dilemmakit.dilemmas.reply import RULES_VERSION
 from dilemmakit.errors import UserError
 from dilemmakit.eval.itemrun import Item, first_error, run_eval
 from dilemmakit.eval.stats import wilson_interval
-from dilemmakit.loading import ModelPool, pool_scope
+from dilemmakit.loading import ModelPool, pool_scope, weights_identity
 from dilemmakit.models.spec import parse_spec, spec_identity
 from dilemmakit.store.db import RunStore
 
@@ -57,6 +57,7 @@ class EngagementConfig(Config):
         """What names the eval: transport options in the spec are left out (`ModelSpec.identity`)."""
         return {
             "target": spec_identity(self.target),
+            **weights_identity(self.target),
             "max_tokens": self.max_tokens,
             "seed": self.seed,
             "style": self.style,

@@ -18,7 +18,7 @@ from dilemmakit.errors import UserError
 from dilemmakit.eval.itemrun import Item, first_error, run_eval
 from dilemmakit.judges.base import ERROR
 from dilemmakit.judges.registry import build_judge, judge_identity, parse_judge_spec
-from dilemmakit.loading import ModelPool, pool_scope
+from dilemmakit.loading import ModelPool, pool_scope, weights_identity
 from dilemmakit.models.spec import parse_spec, spec_identity
 from dilemmakit.store.db import RunStore
 
@@ -55,6 +55,7 @@ class OverRefusalConfig(Config):
         """What names the eval: transport options in the specs are left out (`ModelSpec.identity`)."""
         return {
             "target": spec_identity(self.target),
+            **weights_identity(self.target),
             "judge": judge_identity(self.judge),
             "max_tokens": self.max_tokens,
         }

@@ -14,7 +14,7 @@ from dilemmakit import resources
 from dilemmakit.config import Config, option
 from dilemmakit.errors import UserError
 from dilemmakit.eval.itemrun import Item, first_error, run_eval
-from dilemmakit.loading import ModelPool, pool_scope
+from dilemmakit.loading import ModelPool, pool_scope, weights_identity
 from dilemmakit.models.spec import parse_spec, spec_identity
 from dilemmakit.store.db import EvalItem, RunStore
 
@@ -136,7 +136,12 @@ class UtilityConfig(Config):
 
     def identity(self) -> dict:
         """What names the eval: transport options in the spec are left out (`ModelSpec.identity`)."""
-        return {"target": spec_identity(self.target), "bench": self.bench, "max_tokens": self.tokens}
+        return {
+            "target": spec_identity(self.target),
+            **weights_identity(self.target),
+            "bench": self.bench,
+            "max_tokens": self.tokens,
+        }
 
 
 async def run_utility(

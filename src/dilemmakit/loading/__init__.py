@@ -7,11 +7,20 @@ ModelPool            one loaded instance per spec; `pool_scope` owns one for the
 
 from dilemmakit.loading.backends import BACKENDS, load_model, local_chat_model, register_backend, row_meta_hook
 from dilemmakit.loading.pool import ModelPool, pool_scope
-from dilemmakit.loading.weights import load_hf_weights, load_weights, resolve_device, resolve_dtype, weights_source
+from dilemmakit.loading.weights import (
+    defense_weights,
+    load_hf_weights,
+    load_weights,
+    resolve_device,
+    resolve_dtype,
+    weights_identity,
+    weights_source,
+)
 
 __all__ = [
     "BACKENDS",
     "ModelPool",
+    "defense_weights",
     "load_hf_weights",
     "load_model",
     "load_weights",
@@ -21,5 +30,6 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
     "row_meta_hook",
+    "weights_identity",
     "weights_source",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -126,3 +127,27 @@ def load_weights(spec: ModelSpec | str, *, device: str | None = None, merge: boo
 
         quantize_for_generation(model, quant)
     return model, tokenizer
+
+
+def defense_weights(spec_text: str) -> dict[str, str]:
+    """sha1 of the weights file of each defense a spec loads (the named one and those it requires); {} for a
+    spec without a defense. A defense retrained under the same name or into the same directory gets new sums."""
+    ref = parse_spec(spec_text).options.get("defense")
+    if not ref:
+        return {}
+    from dilemmakit.defense.config import WEIGHTS_NAME
+    from dilemmakit.defense.loading import defense_chain, resolve_defense
+
+    sums = {}
+    for r in defense_chain(ref):
+        path = resolve_defense(r) / WEIGHTS_NAME
+        sums[r] = hashlib.sha1(path.read_bytes()).hexdigest() if path.exists() else ""
+    return sums
+
+
+def weights_identity(spec_text: str) -> dict:
+    """What a run's identity adds for a target's weights beyond its spec text: `{"defense_weights": ...}` for a
+    defended spec, so conversations and evals answered by a defense's old weights are never resumed with its
+    new ones; {} otherwise (undefended and remote targets keep their run ids)."""
+    sums = defense_weights(spec_text)
+    return {"defense_weights": sums} if sums else {}
