@@ -99,8 +99,8 @@ def test_report_leads_with_the_finding(tmp_path):
 @pytest.mark.slow
 def test_short_demo_runs_end_to_end(tmp_path, cli):
     from dilemmakit.defense.loading import resolve_defense
-    from dilemmakit.err.evaluate import defense_refs
     from dilemmakit.err.targets import prompt_hash
+    from dilemmakit.loading import defense_refs
     from dilemmakit.store.db import open_store
 
     run_dir = tmp_path / "demo"

@@ -33,7 +33,7 @@ import torch
 
 from dilemmakit import resources
 from dilemmakit.behaviors import Behavior, load_behaviors
-from dilemmakit.defense.loading import defense_chain, resolve_defense
+from dilemmakit.defense.loading import resolve_defense
 from dilemmakit.defense.model import get_defense
 from dilemmakit.dilemmas import parse_choice
 from dilemmakit.engine import LocalHFModel
@@ -45,14 +45,8 @@ from dilemmakit.eval.itemrun import Item
 from dilemmakit.eval.overrefusal import OverRefusalConfig, run_overrefusal, safe_prompts
 from dilemmakit.eval.stats import Estimate, Rate
 from dilemmakit.eval.summary import CI
-from dilemmakit.loading import ModelPool, defense_weights, pool_scope
-from dilemmakit.models.spec import parse_spec
+from dilemmakit.loading import ModelPool, defense_refs, defense_weights, pool_scope
 from dilemmakit.store.db import open_store
-
-
-def defense_refs(spec_text: str) -> list[str]:
-    """The defense chain a spec loads (the named one and those it requires)."""
-    return defense_chain(parse_spec(spec_text).options.get("defense"))
 
 
 def held_out(source: str, limit: int, seed: int, exclude: set[str]):

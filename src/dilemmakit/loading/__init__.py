@@ -8,6 +8,7 @@ ModelPool            one loaded instance per spec; `pool_scope` owns one for the
 from dilemmakit.loading.backends import BACKENDS, load_model, local_chat_model, register_backend, row_meta_hook
 from dilemmakit.loading.pool import ModelPool, pool_scope
 from dilemmakit.loading.weights import (
+    defense_refs,
     defense_weights,
     load_hf_weights,
     load_weights,
@@ -20,6 +21,7 @@ from dilemmakit.loading.weights import (
 __all__ = [
     "BACKENDS",
     "ModelPool",
+    "defense_refs",
     "defense_weights",
     "load_hf_weights",
     "load_model",

@@ -129,17 +129,27 @@ def load_weights(spec: ModelSpec | str, *, device: str | None = None, merge: boo
     return model, tokenizer
 
 
-def defense_weights(spec_text: str) -> dict[str, str]:
-    """sha1 of the weights file of each defense a spec loads (the named one and those it requires); {} for a
-    spec without a defense. A defense retrained under the same name or into the same directory gets new sums."""
+def defense_refs(spec_text: str) -> list[str]:
+    """The defenses a spec loads: the named one first, then those it requires; [] for a spec without one."""
     ref = parse_spec(spec_text).options.get("defense")
     if not ref:
+        return []
+    from dilemmakit.defense.loading import defense_chain
+
+    return defense_chain(ref)
+
+
+def defense_weights(spec_text: str) -> dict[str, str]:
+    """sha1 of the weights file of each defense a spec loads (`defense_refs`); {} for a spec without a
+    defense. A defense retrained under the same name or into the same directory gets new sums."""
+    refs = defense_refs(spec_text)
+    if not refs:
         return {}
     from dilemmakit.defense.config import WEIGHTS_NAME
-    from dilemmakit.defense.loading import defense_chain, resolve_defense
+    from dilemmakit.defense.loading import resolve_defense  # imports torch: only for a defended spec
 
     sums = {}
-    for r in defense_chain(ref):
+    for r in refs:
         path = resolve_defense(r) / WEIGHTS_NAME
         sums[r] = hashlib.sha1(path.read_bytes()).hexdigest() if path.exists() else ""
     return sums

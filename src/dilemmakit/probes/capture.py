@@ -318,7 +318,7 @@ class ActivationStore:
             shutil.rmtree(self.root)
         elif old is not None and old.get("key") != manifest["key"]:
             raise UserError(
-                f"{self.root} holds activations of another model, prompt set or pooling; "
+                f"{self.root} holds activations of another model, defense weights, prompt set or pooling; "
                 "pass --fresh to replace them or choose another --out"
             )
         self.root.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from rich.progress import Progress
 
 from dilemmakit.config import Config, option
 from dilemmakit.errors import UserError
-from dilemmakit.loading import load_weights, weights_source
+from dilemmakit.loading import defense_refs, load_weights, weights_identity, weights_source
 from dilemmakit.models.spec import parse_spec
 from dilemmakit.parallel import process_state
 from dilemmakit.probes import plots
@@ -123,14 +123,15 @@ def describe_weights(spec_text: str) -> dict:
     undefended model's: the curves there are the base model's by construction.
     """
     from dilemmakit.defense.config import DefenseConfig
-    from dilemmakit.defense.loading import defense_chain, resolve_defense
+    from dilemmakit.defense.loading import resolve_defense
 
-    chain = defense_chain(parse_spec(spec_text).options.get("defense"))  # the named one first, then those it folds in
+    chain = defense_refs(spec_text)  # the named one first, then those it folds in
     if not chain:
         return {"spec": spec_text, "defense": None}
     ref = chain[0]
-    config = DefenseConfig.load(resolve_defense(ref))
-    starts = [DefenseConfig.load(resolve_defense(r)).start_layer for r in chain]
+    configs = [DefenseConfig.load(resolve_defense(r)) for r in chain]
+    config = configs[0]
+    starts = [c.start_layer for c in configs]
     return {
         "spec": spec_text,
         "defense": ref,
@@ -508,8 +509,7 @@ def run_probe(config: ProbeConfig, *, console: Console | None = None, show_progr
     reader = open_reader(config.model, str(state.device) if state is not None else None)
     store = ActivationStore(out / "activations")
     key: dict[str, Any] = {"model": config.model, "sets": {n: sets.fingerprint(n) for n in names}}
-    if parse_spec(config.model).options.get("defense"):
-        key["defended"] = True  # activations captured before defenses were applied do not match
+    key.update(weights_identity(config.model))  # a defense retrained into the same directory: new activations
     progress = progress_bar(console=console, show=show_progress and main)
     with progress:
         task = progress.add_task("capturing residual stream", total=None)
