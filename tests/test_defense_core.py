@@ -135,7 +135,8 @@ def test_gate_is_computed_once_per_sequence_and_reused_in_generation():
         )
     assert seen == [torch.Size([3, 32])]
     assert defense.state.scores.shape == (3,)
-    assert len(defense.reply_meta(3)) == 3 and "gate_score" in defense.reply_meta(3)[0]
+    states = defense.row_state.take(3)
+    assert len(states) == 3 and "gate_score" in defense.row_state.meta(states[0])
 
 
 def test_save_load_round_trip(tmp_path):

@@ -126,35 +126,84 @@ def test_sampling_is_seeded_per_request(engine):
     assert a.completion_tokens == 8 or a.finish_reason == "stop"
 
 
-def test_cohort_mode_for_models_with_row_state(engine):
-    """Models that keep per-row state (the ERR gate) run whole cohorts: no joins until all rows finish."""
+def test_rows_of_a_gated_model_keep_their_own_gate_as_rows_join_and_leave():
+    """A harm-gated model keeps a gate score per row from its prefill on (`RowState`): rows that join a running
+    batch and rows that leave it early decode exactly as each would alone, with its own gate score."""
     import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+    from dilemmakit.defense import DefenseConfig, install_defense
     from dilemmakit.engine.decoder import Decoder, Row
+    from dilemmakit.loading import row_state
+    from dilemmakit.loading.embedded import dequantized_copy
 
-    got = {}
-    decoder = Decoder(engine.model, engine.tokenizer, max_batch=8, cohorts=True)
-    rows = [
-        Row(
-            prompt=engine.prompt_ids(conv(p)),
-            params=GenParams(temperature=0, max_tokens=k),
-            deliver=lambda r, p=p: got.__setitem__(p, r),
+    tok = AutoTokenizer.from_pretrained(str(dequantized_copy()))
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=2048,
         )
-        for p, k in zip(PROMPTS, (2, 6, 12), strict=False)
+    ).eval()
+    defense = install_defense(
+        model, DefenseConfig(detection_layer=1, start_layer=2, rank=2, alpha=4, head_hidden=(8, 4))
+    )
+    with torch.no_grad():
+        for p in defense.adapter_parameters():
+            p.normal_(0, 1.0)  # adapters that change the reply wherever the gate opens
+    texts = [f"Request number {i}: {w}" for i, w in enumerate(["alpha", "bravo", "charlie", "delta", "echo", "fox"])]
+    lengths = [3, 9, 5, 12, 2, 7]
+    prompts = [
+        tok(tok.apply_chat_template(conv(t), add_generation_prompt=True, tokenize=False))["input_ids"] for t in texts
     ]
-    with torch.inference_mode():
-        decoder.admit(rows)
-        while decoder.rows:
-            assert decoder.free_rows() == 0
-            decoder.step()
-    assert decoder.free_rows() == 8
-    assert Decoder(
-        engine.model, engine.tokenizer, row_meta=lambda n: [{}] * n
-    ).cohorts  # a row-meta hook implies cohorts
-    plain = engine.generate_batch([conv(p) for p in PROMPTS], GenParams(temperature=0, max_tokens=12))
-    for p, k, ref in zip(PROMPTS, (2, 6, 12), plain, strict=False):
-        assert got[p].completion_tokens == min(k, ref.completion_tokens)
-        assert ref.text.startswith(got[p].text)
+
+    with torch.no_grad():  # rescale the random gate's last layer: it opens on about half of the prompts
+        logits = torch.stack(
+            [torch.logit(defense.gate_scores(model, torch.tensor([p]), torch.ones(1, len(p))))[0] for p in prompts]
+        )
+        final = defense.gate.mlp[-1]
+        k = 10.0 / float(logits.max() - logits.min())
+        final.weight.mul_(k)
+        final.bias.copy_(k * (final.bias - logits.median() - 1e-3))
+
+    def decode(decoder, schedule):
+        got = {}
+        rows = {
+            i: Row(
+                prompt=prompts[i],
+                params=GenParams(temperature=0, max_tokens=lengths[i]),
+                deliver=lambda r, i=i: got.__setitem__(i, r),
+            )
+            for i in range(len(prompts))
+        }
+        with torch.inference_mode():
+            for joining in schedule:
+                if joining:
+                    decoder.admit([rows[i] for i in joining])
+                if decoder.rows:
+                    decoder.step()
+            while decoder.rows:
+                decoder.step()
+        return {i: (rows[i].generated, got[i].meta.get("gate_score")) for i in got}
+
+    alone = {}
+    for i in range(len(prompts)):
+        alone.update(decode(Decoder(model, tok, max_batch=8, row_state=row_state(model)), [[i]]))
+    gates = [alone[i][1] for i in range(len(prompts))]
+    assert all(g is not None for g in gates)
+    opened = [g > defense.config.threshold for g in gates]
+    assert any(opened) and not all(opened), f"the test needs open and closed gates, got {gates}"
+    together = decode(
+        Decoder(model, tok, max_batch=8, row_state=row_state(model)), [[0, 1, 2], [], [3, 4], [], [], [5]]
+    )
+    for i in range(len(prompts)):
+        assert together[i][0] == alone[i][0], f"row {i} decoded differently in the batch"
+        assert together[i][1] == pytest.approx(alone[i][1], abs=1e-5)
 
 
 # --- opt-in int8 weights (spec option quant=int8) -------------------------------------------------

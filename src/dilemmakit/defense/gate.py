@@ -57,6 +57,22 @@ class GateState:
         self.override: float | None = None  # tests and ablations: force the gate to this value
         self.training = False
 
+    # -- the engine's per-row state (`dilemmakit.engine.decoder.RowState`): each reply keeps its own gate --
+    def clear(self) -> None:
+        self.scores = None
+        self.pool_positions = None
+
+    def take(self, rows: int) -> list[torch.Tensor | None]:
+        if self.scores is None or self.scores.numel() != rows:
+            return [None] * rows
+        return list(self.scores.detach().reshape(-1).unbind())
+
+    def put(self, states: list) -> None:
+        self.scores = None if not states or any(s is None for s in states) else torch.stack(states)
+
+    def meta(self, state) -> dict:
+        return {} if state is None else {"gate_score": round(float(state), 6)}
+
     def multiplier(self) -> torch.Tensor | float | None:
         """None means "skip the adapters entirely" (gate 0 and no floor at inference)."""
         if self.static:

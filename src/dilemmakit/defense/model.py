@@ -115,11 +115,10 @@ class Defense(nn.Module):
         finally:
             self.state.pool_positions = None
 
-    def reply_meta(self, batch_size: int) -> list[dict]:
-        """Per-row facts of the batch just prefilled (its gate scores): the engine's row-meta hook."""
-        if self.gate is None or self.state.scores is None or self.state.scores.numel() != batch_size:
-            return [{} for _ in range(batch_size)]
-        return [{"gate_score": round(float(s), 6)} for s in self.state.scores.tolist()]
+    @property
+    def row_state(self) -> GateState | None:
+        """The engine's per-row state (each reply keeps its own gate score), or None for a static defense."""
+        return self.state if self.gate is not None else None
 
     # -- parameters -------------------------------------------------------------------------------
     def _adapter_items(self) -> Iterator[tuple[str, HarmGatedLinear]]:

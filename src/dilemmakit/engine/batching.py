@@ -22,7 +22,7 @@ from dilemmakit.engine.decoder import (
     Decoder,
     EngineStats,
     Row,
-    RowMetaHook,
+    RowState,
     eos_token_ids,
     row_metas,
     supports_slot_cache,
@@ -52,11 +52,11 @@ class BatchingEngine:
         *,
         max_batch: int = 32,
         gather_window_s: float = 0.02,
-        row_meta: RowMetaHook | None = None,
+        row_state: RowState | None = None,
     ):
         self.model = model
         self.tokenizer = tokenizer
-        self.row_meta = row_meta
+        self.row_state = row_state
         self.max_batch = max(1, max_batch)
         self.gather_window_s = gather_window_s
         if tokenizer.pad_token_id is None:
@@ -139,7 +139,7 @@ class BatchingEngine:
             Row(prompt=self.prompt_ids(m), params=params, deliver=deliver_to(i)) for i, m in enumerate(conversations)
         )
         decoder = Decoder(
-            self.model, self.tokenizer, max_batch=self.max_batch, row_meta=self.row_meta, stats=self.stats
+            self.model, self.tokenizer, max_batch=self.max_batch, row_state=self.row_state, stats=self.stats
         )
         with self._model_lock, torch.inference_mode():
             while todo or decoder.rows:
@@ -186,7 +186,7 @@ class BatchingEngine:
         import torch
 
         decoder = Decoder(
-            self.model, self.tokenizer, max_batch=self.max_batch, row_meta=self.row_meta, stats=self.stats
+            self.model, self.tokenizer, max_batch=self.max_batch, row_state=self.row_state, stats=self.stats
         )
         stopping = False
         with torch.inference_mode():
@@ -291,10 +291,12 @@ class BatchingEngine:
         if params.seed is not None:
             torch.manual_seed(params.seed)
         with self._model_lock, torch.inference_mode():
+            if self.row_state is not None:
+                self.row_state.clear()
             out = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)
         eos_ids = eos_token_ids(self.model, tok)
         # A wrapped model (e.g. a harm-gated defense) may attach per-row facts such as its gate score.
-        metas = row_metas(self.row_meta, len(ids))
+        metas = row_metas(self.row_state, len(ids))
         replies = []
         for row, prompt, meta in zip(out[:, width:].tolist(), ids, metas, strict=False):
             stop = next((i for i, t in enumerate(row) if t in eos_ids), None)

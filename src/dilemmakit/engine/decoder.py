@@ -13,9 +13,10 @@ the longest live row, and finished rows are compacted away by moving the last ro
 Prompts are prefilled left-padded through the model's own `DynamicCache` exactly as `generate()`
 does, then copied into the buffers without their padding.
 
-A model that keeps per-row state from prefill to the end of decoding (e.g. the ERR harm gate) comes
-with a `RowMetaHook` that reports that state per row; such a model is run in *cohorts*: one prefill,
-no row joins or leaves until every row of the cohort is done (what `generate()` does).
+A model that keeps per-row state from prefill to the end of decoding (e.g. the ERR harm gate's score)
+comes with a `RowState`: the decoder takes each row's state right after its prefill, keeps it with the row,
+and puts the live rows' states back before every decode step, so such rows join and leave the running
+batch like any other.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin, DynamicLayer
@@ -33,16 +34,27 @@ from dilemmakit.models.base import LOCAL_SAMPLING, GenParams, Reply
 PREFILL_TOKENS = 8192  # left-padded tokens per prefill forward: bounds the activation memory
 
 
-class RowMetaHook(Protocol):
-    """Called right after a batch of `rows` prompts is prefilled; returns one meta dict per row (in order),
-    which becomes that row's `Reply.meta`. A model with such a hook keeps per-row state from prefill to
-    the end of decoding, so the engine runs its rows in cohorts."""
+class RowState(Protocol):
+    """State a model computes for each row when its prompt is prefilled and reads at every later step of that
+    row (a harm gate's score). The state of a forward pass's rows lives in the model; the decoder keeps each
+    row's own state with the row and puts the live rows' states back in row order before each decode step."""
 
-    def __call__(self, rows: int) -> list[dict]: ...
+    def clear(self) -> None:
+        """Before a prefill: the next forward pass computes its rows' state afresh."""
+
+    def take(self, rows: int) -> list[Any]:
+        """Right after a forward pass over `rows` prompts: each row's state, in order."""
+
+    def put(self, states: list[Any]) -> None:
+        """Before a decode step: the state of each of its rows, in row order."""
+
+    def meta(self, state: Any) -> dict:
+        """What a reply reports of its row's state (it becomes `Reply.meta`)."""
 
 
-def row_metas(hook: RowMetaHook | None, rows: int) -> list[dict]:
-    return hook(rows) if hook is not None else [{} for _ in range(rows)]
+def row_metas(hook: RowState | None, rows: int) -> list[dict]:
+    """The meta of each row of the forward pass just run (the last prefill, or a whole `generate()`)."""
+    return [hook.meta(s) for s in hook.take(rows)] if hook is not None else [{} for _ in range(rows)]
 
 
 def supports_slot_cache(model) -> bool:
@@ -96,6 +108,7 @@ class Row:
     length: int = 0  # tokens in the KV cache
     meta: dict = field(default_factory=dict)
     generator: torch.Generator | None = None
+    state: Any = None  # the model's per-row state (`RowState`), kept from the row's prefill to its last token
     done: bool = False
     on_token: Callable[[int, dict], None] | None = None  # streaming: each accepted token, with meta
 
@@ -260,16 +273,14 @@ class Decoder:
         tokenizer,
         *,
         max_batch: int = 32,
-        row_meta: RowMetaHook | None = None,
-        cohorts: bool | None = None,
+        row_state: RowState | None = None,
         stats: EngineStats | None = None,
     ):
         self.model = model
         self.stats = stats or EngineStats()
         self.tokenizer = tokenizer
         self.max_batch = max_batch
-        self.row_meta = row_meta
-        self.cohorts = row_meta is not None if cohorts is None else cohorts
+        self.row_state = row_state
         self.eos = eos_token_ids(model, tokenizer)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos), 0)
         self.max_context = int(getattr(model.config, "max_position_embeddings", 8192) or 8192)
@@ -283,33 +294,28 @@ class Decoder:
 
     # --- admission ----------------------------------------------------------------------------
     def free_rows(self) -> int:
-        if self.cohorts and self.rows:
-            return 0
         return self.max_batch - len(self.rows)
 
     def budget(self, params: GenParams) -> int:
         return max(16, self.max_context - max(1, params.max_tokens))
 
     def admit(self, rows: list[Row]) -> None:
-        """Prefill new rows and add them to the running batch (a cohort is prefilled in one pass)."""
+        """Prefill new rows (in passes of similar lengths) and add them to the running batch."""
         rows = [r for r in rows if not r.cancelled()]
         for r in rows:
             r.params = r.params.over(LOCAL_SAMPLING)
             r.prompt = r.prompt[-self.budget(r.params) :] or [self.pad]
             if r.params.seed is not None and r.params.temperature > 0:
                 r.generator = torch.Generator(device=self.device).manual_seed(int(r.params.seed))
-        if self.cohorts:
-            chunks = [rows] if rows else []
-        else:
-            chunks = []
-            chunk: list[Row] = []
-            for r in sorted(rows, key=lambda r: len(r.prompt)):
-                if chunk and (len(chunk) + 1) * len(r.prompt) > PREFILL_TOKENS:
-                    chunks.append(chunk)
-                    chunk = []
-                chunk.append(r)
-            if chunk:
+        chunks = []
+        chunk: list[Row] = []
+        for r in sorted(rows, key=lambda r: len(r.prompt)):
+            if chunk and (len(chunk) + 1) * len(r.prompt) > PREFILL_TOKENS:
                 chunks.append(chunk)
+                chunk = []
+            chunk.append(r)
+        if chunk:
+            chunks.append(chunk)
         for chunk in chunks:
             self._prefill(chunk)
 
@@ -325,13 +331,15 @@ class Decoder:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
         kwargs = {"logits_to_keep": 1} if self._keep_logits else {}
+        if self.row_state is not None:
+            self.row_state.clear()
         out = self.model(
             input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True, **kwargs
         )
         self.stats.batches_run += 1
         self.stats.saw(len(chunk))
         logits = out.logits[:, -1, :]
-        metas = row_metas(self.row_meta, len(chunk))
+        states = self.row_state.take(len(chunk)) if self.row_state is not None else [None] * len(chunk)
         layers = [_filled_kv(layer) for layer in cache.layers]
         start = len(self.rows)
         self.slots.ensure([k for k, _ in layers], start + len(chunk), width + 1, self.max_batch, self.max_context + 1)
@@ -340,7 +348,8 @@ class Decoder:
                 kb[start + i, :, : width - p] = k[i, :, p:]
                 vb[start + i, :, : width - p] = v[i, :, p:]
             r.length = len(r.prompt)
-            r.meta = dict(metas[i])
+            r.state = states[i]
+            r.meta = self.row_state.meta(states[i]) if self.row_state is not None else {}
         self.rows.extend(chunk)
         self._accept(chunk, self._sample(logits, chunk))
 
@@ -360,6 +369,8 @@ class Decoder:
         mask = torch.zeros((n, 1, 1, width), dtype=self.dtype, device=self.device)
         mask.masked_fill_(~visible[:, None, None, :], torch.finfo(self.dtype).min)
         ids = torch.tensor([[r.generated[-1] if r.generated else self.pad] for r in rows], device=self.device)
+        if self.row_state is not None:
+            self.row_state.put([r.state for r in rows])
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
@@ -370,9 +381,8 @@ class Decoder:
         self.stats.steps_run += 1
         self.stats.saw(n)
         for r in rows:
-            r.length += not r.done  # a finished row of a cohort keeps rewriting its last column
-        live = [i for i, r in enumerate(rows) if not r.done]
-        self._accept([rows[i] for i in live], self._sample(out.logits[live, -1, :], [rows[i] for i in live]))
+            r.length += 1
+        self._accept(rows, self._sample(out.logits[:, -1, :], rows))
 
     def _sample(self, logits: torch.Tensor, rows: list[Row]) -> list[int]:
         return sample_tokens(logits, rows)
@@ -389,11 +399,7 @@ class Decoder:
                 self._finish(r, "length")
             elif r.cancelled():
                 self._finish(r, "cancelled")
-        if self.cohorts:
-            if all(r.done for r in self.rows):
-                self.rows = []
-        else:
-            self._compact()
+        self._compact()
         if not self.rows:
             self.slots.release()
 

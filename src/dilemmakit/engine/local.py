@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 from dilemmakit.engine.batching import BatchingEngine
-from dilemmakit.engine.decoder import RowMetaHook
+from dilemmakit.engine.decoder import RowState
 from dilemmakit.models.base import Delta, GenParams, Message, Reply, Sampling
 
 
 class LocalHFModel:
     """A ChatModel over local transformers weights; concurrent calls share batched generation.
 
-    `row_meta` reports per-row state the weights keep (a harm gate's score); `dilemmakit.loading` wires it.
+    `row_state` carries per-row state the weights keep (a harm gate's score); `dilemmakit.loading` wires it.
     `sampling` (the spec's options) fills what a request leaves unset; the engine's defaults fill the rest."""
 
     def __init__(
@@ -22,14 +22,14 @@ class LocalHFModel:
         *,
         name: str,
         max_batch: int = 32,
-        row_meta: RowMetaHook | None = None,
+        row_state: RowState | None = None,
         sampling: Sampling | None = None,
     ):
         self.name = name
         self.sampling = sampling or Sampling()
         self.model = model
         self.tokenizer = tokenizer
-        self.engine = BatchingEngine(model, tokenizer, max_batch=max_batch, row_meta=row_meta)
+        self.engine = BatchingEngine(model, tokenizer, max_batch=max_batch, row_state=row_state)
 
     async def generate(self, messages: list[Message], params: GenParams) -> Reply:
         return await self.engine.submit(messages, params.over(self.sampling))

@@ -39,9 +39,9 @@ def engage_targets(
 ) -> list[str]:
     """The model's own greedy answers: training on them keeps benign behaviour where it was."""
     from dilemmakit.engine import BatchingEngine
-    from dilemmakit.loading import row_meta_hook
+    from dilemmakit.loading import row_state
 
-    engine = BatchingEngine(model, tokenizer, max_batch=batch, row_meta=row_meta_hook(model))
+    engine = BatchingEngine(model, tokenizer, max_batch=batch, row_state=row_state(model))
     params = GenParams(temperature=0.0, max_tokens=max_tokens)
     out: list[str] = []
     for k in range(0, len(conversations), batch):

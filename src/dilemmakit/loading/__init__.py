@@ -5,7 +5,7 @@ load_weights(spec)   (torch model, tokenizer) of a local spec with its defense i
 ModelPool            one loaded instance per spec; `pool_scope` owns one for the length of a run
 """
 
-from dilemmakit.loading.backends import BACKENDS, load_model, local_chat_model, register_backend, row_meta_hook
+from dilemmakit.loading.backends import BACKENDS, load_model, local_chat_model, register_backend, row_state
 from dilemmakit.loading.pool import ModelPool, pool_scope
 from dilemmakit.loading.weights import (
     defense_refs,
@@ -31,7 +31,7 @@ __all__ = [
     "register_backend",
     "resolve_device",
     "resolve_dtype",
-    "row_meta_hook",
+    "row_state",
     "weights_identity",
     "weights_source",
 ]

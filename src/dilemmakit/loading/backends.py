@@ -47,12 +47,12 @@ def load_model(spec: ModelSpec | str, *, api_key_env: str = "OPENAI_API_KEY", co
     return BACKENDS[spec.kind](spec, BackendDefaults(api_key_env=api_key_env, concurrency=concurrency))
 
 
-def row_meta_hook(model):
-    """The engine's per-row meta hook for loaded weights: a harm-gated defense reports its gate per reply."""
+def row_state(model):
+    """The engine's per-row state for loaded weights: a harm-gated defense's gate score per reply (None: none)."""
     from dilemmakit.defense.model import get_defense
 
     defense = get_defense(model)
-    return defense.reply_meta if defense is not None else None
+    return defense.row_state if defense is not None else None
 
 
 def local_chat_model(
@@ -61,9 +61,7 @@ def local_chat_model(
     """A ChatModel over weights already loaded (with their defense, if any, wired to the engine)."""
     from dilemmakit.engine.local import LocalHFModel
 
-    return LocalHFModel(
-        model, tokenizer, name=name, max_batch=max_batch, row_meta=row_meta_hook(model), sampling=sampling
-    )
+    return LocalHFModel(model, tokenizer, name=name, max_batch=max_batch, row_state=row_state(model), sampling=sampling)
 
 
 @register_backend("embedded", "hf")
