@@ -10,8 +10,10 @@ within one run so their ratios share the machine's load. Every variant after the
 with the first on quality: the share of greedy replies identical to it and the mean next-token KL
 (first reply token, full vocabulary) on the prompt set.
 
-llama.cpp, when present: llama-cpp-python's in-process API (one sequence at a time), and llama.cpp's
-`llama-server` with one parallel slot per concurrent request (`--llama-server PATH`, or on PATH).
+llama.cpp, when present: llama-cpp-python's API (one sequence at a time) in a child process with llama.cpp's
+own OpenMP settings (this package sets OMP_WAIT_POLICY=PASSIVE for torch, which slows llama.cpp's 2 threads
+~4x: 21 vs 79 tok/s measured), and llama.cpp's `llama-server` with one parallel slot per concurrent request
+(`--llama-server PATH`, or on PATH).
 
     .venv/bin/python benchmarks/engine_throughput.py [--variants embedded,embedded?quant=int8]
         [--new-tokens 64] [--batch 32] [--single 4] [--agreement 16]
@@ -80,12 +82,50 @@ def hf_generate(batch, new_tokens: int, engine) -> int:
     return sum(r.completion_tokens for r in engine._generate_static(batch, params))
 
 
-def llama_cpp(batch, new_tokens: int, llm) -> int:
+LLAMA_CPP_CHILD = """
+import json, sys, time
+from llama_cpp import Llama
+
+job = json.loads(sys.argv[1])
+llm = Llama(model_path=job["gguf"], n_ctx=2048, n_threads=job["threads"], n_batch=512, verbose=False, seed=0)
+
+def run(batch, new_tokens):
     total = 0
     for conv in batch:
         out = llm.create_chat_completion(messages=conv, max_tokens=new_tokens, temperature=0.0, top_k=1, seed=0)
         total += out["usage"]["completion_tokens"]
     return total
+
+run(job["warmup"], 4)
+for batch in job["batches"]:
+    start, cpu = time.perf_counter(), time.process_time()
+    tokens = run(batch, job["new_tokens"])
+    print(json.dumps([tokens, time.perf_counter() - start, time.process_time() - cpu]), flush=True)
+"""
+
+
+def llama_cpp(gguf: Path, batches: list[list[list[dict]]], new_tokens: int) -> list[tuple[int, float, float]] | str:
+    """llama-cpp-python on each batch (one sequence at a time) in a fresh process with llama.cpp's default
+    OpenMP environment: [(tokens, wall s, CPU s)] per batch, or why it was skipped."""
+    import json
+
+    job = {
+        "gguf": str(gguf),
+        "threads": os.cpu_count(),
+        "warmup": prompts(1),
+        "batches": batches,
+        "new_tokens": new_tokens,
+    }
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    proc = subprocess.run(
+        [sys.executable, "-c", LLAMA_CPP_CHILD, json.dumps(job)], env=env, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        if "No module named 'llama_cpp'" in proc.stderr:
+            return "not installed (pip install -e '.[bench]' builds it: ~20 min on 2 cores)"
+        return f"cannot run on {gguf.name}: {last}"
+    return [tuple(json.loads(line)) for line in proc.stdout.splitlines() if line.startswith("[")]
 
 
 def report(label: str, tokens: int, wall: float, cpu: float) -> float:
@@ -204,26 +244,20 @@ def main() -> None:
     engines = {}
     for spec in args.variants.split(","):
         model, tokenizer = load_weights(spec, generation=True)
-        engines[spec] = BatchingEngine(model, tokenizer, max_batch=args.batch)
+        # no prefix cache: the same prompts recur across the measurements, and each should be prefilled anew
+        engines[spec] = BatchingEngine(model, tokenizer, max_batch=args.batch, prefix_cache_mb=0)
     gguf = locate_gguf()
-    try:
-        from llama_cpp import Llama
-
-        llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=os.cpu_count(), n_batch=512, verbose=False, seed=0)
-    except ImportError:
-        llm = None
-        print("llama-cpp-python: skipped, not installed (pip install -e '.[bench]' builds it: ~20 min on 2 cores)")
-    except Exception as exc:  # a build without this CPU's features, a bad GGUF ...
-        llm = None
-        print(f"llama-cpp-python: skipped, cannot load {gguf.name}: {type(exc).__name__}: {exc}")
     if not args.llama_server:
         print("llama-server: skipped, no llama.cpp server binary on PATH (build llama.cpp or pass --llama-server)")
 
     single, many = prompts(args.single), prompts(args.batch)
+    # llama-cpp-python runs first, alone, in its own process (the engines here are loaded but idle)
+    llama_runs = llama_cpp(gguf, [single, many], args.new_tokens)
+    if isinstance(llama_runs, str):
+        print(f"llama-cpp-python: skipped, {llama_runs}")
+        llama_runs = []
     for engine in engines.values():
         ours(prompts(1), 4, engine, True)  # warm-up: first-call allocations
-    if llm is not None:
-        llama_cpp(prompts(1), 4, llm)
     reference = next(iter(engines))
     rates: dict[tuple[str, int], float] = {}
     for concurrency, batch in ((1, single), (args.batch, many)):
@@ -232,9 +266,9 @@ def main() -> None:
             rates[spec, concurrency] = report(
                 f"dilemma engine {spec}", *timed(partial(ours, batch, args.new_tokens, engine, concurrency > 1))
             )
-        if llm is not None:
+        if llama_runs:
             rates["llama-cpp-python", concurrency] = report(
-                "llama-cpp-python (Q4_1 GGUF)", *timed(partial(llama_cpp, batch, args.new_tokens, llm))
+                "llama-cpp-python (Q4_1 GGUF, own process)", *llama_runs[0 if concurrency == 1 else 1]
             )
         if args.llama_server:
             server = LlamaServer(args.llama_server, gguf, concurrency, args.new_tokens)

@@ -206,6 +206,69 @@ def test_rows_of_a_gated_model_keep_their_own_gate_as_rows_join_and_leave():
         assert together[i][1] == pytest.approx(alone[i][1], abs=1e-5)
 
 
+def test_next_turn_reuses_the_conversation_s_keys_values_and_replies_the_same(embedded):
+    """A finished reply's keys/values (prompt and reply) prefill the conversation's next turn: only the new
+    messages run, and the greedy replies are those of an engine without the cache."""
+    from dilemmakit.engine.batching import BatchingEngine
+
+    model, tokenizer = embedded
+    cached = BatchingEngine(model, tokenizer, max_batch=8)
+    plain = BatchingEngine(model, tokenizer, max_batch=8, prefix_cache_mb=0)
+    params = GenParams(temperature=0, max_tokens=24)
+    turn1 = [conv(p) for p in PROMPTS]
+    first = cached.generate_batch(turn1, params)
+    assert [r.text for r in first] == [r.text for r in plain.generate_batch(turn1, params)]
+    assert cached.stats.cached_tokens == 0
+    turn2 = [
+        c + [{"role": "assistant", "content": r.text}, {"role": "user", "content": "Say more."}]
+        for c, r in zip(turn1, first, strict=True)
+    ]
+    again = cached.generate_batch(turn2, params)
+    reused = cached.stats.cached_tokens
+    assert reused >= sum(len(cached.prompt_ids(c)) for c in turn1), "each next turn starts from its first turn"
+    assert reused < sum(len(cached.prompt_ids(c)) for c in turn2)
+    assert [r.text for r in again] == [r.text for r in plain.generate_batch(turn2, params)]
+    assert plain.stats.cached_tokens == 0
+
+
+def test_prefix_cache_size_is_a_transport_option_and_checked():
+    from dilemmakit.errors import UserError
+    from dilemmakit.loading import load_model
+    from dilemmakit.models.spec import parse_spec
+
+    assert parse_spec("embedded?prefix_cache_mb=0").identity == "embedded"  # the same run, replies to float rounding
+    with pytest.raises(UserError, match="prefix_cache_mb"):
+        load_model("embedded?prefix_cache_mb=-1")
+
+
+def test_prefix_cache_keeps_the_newest_turn_within_its_budget():
+    import torch
+
+    from dilemmakit.engine.decoder import PREFIX_MIN_TOKENS, PrefixCache
+
+    def kv(n):  # two layers of [heads, tokens, head_dim] float32: 2 * 2 * n * 4 * 4 bytes
+        return [(torch.full((1, n, 4), float(n)), torch.zeros(1, n, 4)) for _ in range(2)]
+
+    n = PREFIX_MIN_TOKENS
+    cache = PrefixCache(budget_bytes=PrefixCache.size(kv(4 * n)))
+    a = tuple(range(n))
+    cache.store(a, kv(n))
+    assert cache.longest(list(a)) is None or cache.longest(list(a))[0] < n  # the prompt's last token always runs
+    hit = cache.longest([*a, 999])
+    assert hit is not None and hit[0] == n
+    a2 = (*a, *range(100, 100 + n))  # the same conversation one turn later: supersedes the first entry
+    cache.store(a2, kv(2 * n))
+    assert list(cache.entries) == [a2]
+    hit = cache.longest([*a, 5, 6])  # a partial match reads the first tokens of a longer entry
+    assert hit is not None and hit[0] == n and hit[1][0][0].shape[1] == 2 * n
+    assert cache.longest(list(range(1, n + 5))) is None  # no shared start
+    b = tuple(range(500, 500 + 3 * n))
+    cache.store(b, kv(3 * n))  # over budget: the least recently used entry goes
+    assert list(cache.entries) == [b] and cache.bytes == PrefixCache.size(kv(3 * n))
+    cache.store(tuple(range(5)), kv(5))  # too short to be worth keeping
+    assert list(cache.entries) == [b]
+
+
 # --- opt-in int8 weights (spec option quant=int8) -------------------------------------------------
 def test_quant_is_part_of_the_run_identity_and_refused_outside_generation():
     from dilemmakit.errors import UserError

@@ -19,14 +19,17 @@ from dataclasses import dataclass
 from itertools import groupby
 
 from dilemmakit.engine.decoder import (
+    PREFIX_CACHE_MB,
     Decoder,
     EngineStats,
+    PrefixCache,
     Row,
     RowState,
     eos_token_ids,
     row_metas,
     supports_slot_cache,
 )
+from dilemmakit.engine.linear import use_skinny_linears
 from dilemmakit.models.base import LOCAL_SAMPLING, Delta, GenParams, Message, Reply
 
 
@@ -53,15 +56,19 @@ class BatchingEngine:
         max_batch: int = 32,
         gather_window_s: float = 0.02,
         row_state: RowState | None = None,
+        prefix_cache_mb: int = PREFIX_CACHE_MB,
     ):
         self.model = model
         self.tokenizer = tokenizer
         self.row_state = row_state
+        # finished conversations' keys/values, for their next turn (shared by every decoder of this engine)
+        self.prefix_cache = PrefixCache(prefix_cache_mb << 20) if prefix_cache_mb > 0 else None
         self.max_batch = max(1, max_batch)
         self.gather_window_s = gather_window_s
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.continuous = supports_slot_cache(model)
+        use_skinny_linears(model)  # decode steps: the weight-first product (same parameters, same results)
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -139,7 +146,12 @@ class BatchingEngine:
             Row(prompt=self.prompt_ids(m), params=params, deliver=deliver_to(i)) for i, m in enumerate(conversations)
         )
         decoder = Decoder(
-            self.model, self.tokenizer, max_batch=self.max_batch, row_state=self.row_state, stats=self.stats
+            self.model,
+            self.tokenizer,
+            max_batch=self.max_batch,
+            row_state=self.row_state,
+            stats=self.stats,
+            prefix_cache=self.prefix_cache,
         )
         with self._model_lock, torch.inference_mode():
             while todo or decoder.rows:
@@ -158,6 +170,8 @@ class BatchingEngine:
             self._queue.put(None)
             self._thread.join(timeout=30)
             self._thread = None
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()
 
     # --- worker -------------------------------------------------------------------------------
     def _ensure_worker(self) -> None:
@@ -186,7 +200,12 @@ class BatchingEngine:
         import torch
 
         decoder = Decoder(
-            self.model, self.tokenizer, max_batch=self.max_batch, row_state=self.row_state, stats=self.stats
+            self.model,
+            self.tokenizer,
+            max_batch=self.max_batch,
+            row_state=self.row_state,
+            stats=self.stats,
+            prefix_cache=self.prefix_cache,
         )
         stopping = False
         with torch.inference_mode():

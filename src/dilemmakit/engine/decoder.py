@@ -13,6 +13,10 @@ the longest live row, and finished rows are compacted away by moving the last ro
 Prompts are prefilled left-padded through the model's own `DynamicCache` exactly as `generate()`
 does, then copied into the buffers without their padding.
 
+A finished row's keys/values (prompt and reply) stay in a `PrefixCache` for a while: the next turn of
+that conversation starts with them, so its prefill runs only the new messages (what llama.cpp's server and
+vLLM's prefix caching do). Results agree with a whole prefill to float rounding.
+
 A model that keeps per-row state from prefill to the end of decoding (e.g. the ERR harm gate's score)
 comes with a `RowState`: the decoder takes each row's state right after its prefill, keeps it with the row,
 and puts the live rows' states back before every decode step, so such rows join and leave the running
@@ -22,6 +26,7 @@ batch like any other.
 from __future__ import annotations
 
 import inspect
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
@@ -32,6 +37,8 @@ from transformers.cache_utils import Cache, CacheLayerMixin, DynamicLayer
 from dilemmakit.models.base import LOCAL_SAMPLING, GenParams, Reply
 
 PREFILL_TOKENS = 8192  # left-padded tokens per prefill forward: bounds the activation memory
+PREFIX_MIN_TOKENS = 32  # a shorter cached start is not worth a prefill of its own
+PREFIX_CACHE_MB = 512  # default size of the finished rows' keys/values kept for later prompts
 
 
 class RowState(Protocol):
@@ -91,6 +98,8 @@ class EngineStats:
     batches_run: int = 0  # prefill passes (requests admitted together)
     steps_run: int = 0  # decode steps
     largest_batch: int = 0  # most rows in one forward pass
+    prompt_tokens: int = 0  # prompt tokens admitted
+    cached_tokens: int = 0  # of those, tokens whose keys/values came from the prefix cache
 
     def saw(self, rows: int) -> None:
         self.largest_batch = max(self.largest_batch, rows)
@@ -111,6 +120,64 @@ class Row:
     state: Any = None  # the model's per-row state (`RowState`), kept from the row's prefill to its last token
     done: bool = False
     on_token: Callable[[int, dict], None] | None = None  # streaming: each accepted token, with meta
+
+
+# --- prefix cache -----------------------------------------------------------------------------
+KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [kv_heads, tokens, head_dim]
+
+
+def common_prefix(a: tuple[int, ...] | list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+class PrefixCache:
+    """Keys/values of finished rows (their prompt and reply tokens), kept for later prompts that start with
+    them. At most `budget_bytes`; the least recently used entry goes first, and an entry that a newer one
+    extends (the same conversation one turn later) is dropped when the newer one arrives."""
+
+    def __init__(self, budget_bytes: int):
+        self.budget_bytes = budget_bytes
+        self.entries: OrderedDict[tuple[int, ...], KV] = OrderedDict()
+        self.bytes = 0
+
+    @staticmethod
+    def size(kv: KV) -> int:
+        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
+
+    def store(self, ids: tuple[int, ...], kv: KV) -> None:
+        size = self.size(kv)
+        if len(ids) < PREFIX_MIN_TOKENS or size > self.budget_bytes:
+            return
+        for old in [k for k in self.entries if len(k) <= len(ids) and ids[: len(k)] == k]:
+            self._drop(old)
+        self.entries[ids] = kv
+        self.bytes += size
+        while self.bytes > self.budget_bytes:
+            self._drop(next(iter(self.entries)))
+
+    def longest(self, prompt: list[int]) -> tuple[int, KV] | None:
+        """(n, keys/values) of the entry sharing the longest start with `prompt`, n < len(prompt) tokens
+        (the prompt's last token always runs: it gives the first reply token); None below PREFIX_MIN_TOKENS."""
+        best, best_ids = 0, None
+        for ids in self.entries:
+            n = min(common_prefix(ids, prompt), len(prompt) - 1)
+            if n > best:
+                best, best_ids = n, ids
+        if best_ids is None or best < PREFIX_MIN_TOKENS:
+            return None
+        self.entries.move_to_end(best_ids)
+        return best, self.entries[best_ids]
+
+    def _drop(self, ids: tuple[int, ...]) -> None:
+        self.bytes -= self.size(self.entries.pop(ids))
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.bytes = 0
 
 
 # --- sampling ---------------------------------------------------------------------------------
@@ -275,12 +342,15 @@ class Decoder:
         max_batch: int = 32,
         row_state: RowState | None = None,
         stats: EngineStats | None = None,
+        prefix_cache: PrefixCache | None = None,
     ):
         self.model = model
         self.stats = stats or EngineStats()
         self.tokenizer = tokenizer
         self.max_batch = max_batch
         self.row_state = row_state
+        # a row's keys/values above a harm gate depend on that row's own gate: not reusable by another prompt
+        self.prefix_cache = prefix_cache if row_state is None else None
         self.eos = eos_token_ids(model, tokenizer)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos), 0)
         self.max_context = int(getattr(model.config, "max_position_embeddings", 8192) or 8192)
@@ -307,9 +377,17 @@ class Decoder:
             r.prompt = r.prompt[-self.budget(r.params) :] or [self.pad]
             if r.params.seed is not None and r.params.temperature > 0:
                 r.generator = torch.Generator(device=self.device).manual_seed(int(r.params.seed))
+        self.stats.prompt_tokens += sum(len(r.prompt) for r in rows)
+        fresh = []
+        for r in rows:
+            hit = self.prefix_cache.longest(r.prompt) if self.prefix_cache is not None else None
+            if hit is None:
+                fresh.append(r)
+            else:
+                self._prefill_cached(r, *hit)
         chunks = []
         chunk: list[Row] = []
-        for r in sorted(rows, key=lambda r: len(r.prompt)):
+        for r in sorted(fresh, key=lambda r: len(r.prompt)):
             if chunk and (len(chunk) + 1) * len(r.prompt) > PREFILL_TOKENS:
                 chunks.append(chunk)
                 chunk = []
@@ -338,9 +416,33 @@ class Decoder:
         )
         self.stats.batches_run += 1
         self.stats.saw(len(chunk))
-        logits = out.logits[:, -1, :]
         states = self.row_state.take(len(chunk)) if self.row_state is not None else [None] * len(chunk)
-        layers = [_filled_kv(layer) for layer in cache.layers]
+        self._seat(chunk, [_filled_kv(layer) for layer in cache.layers], pads, states, out.logits[:, -1, :])
+
+    def _prefill_cached(self, r: Row, cached: int, kv: KV) -> None:
+        """Prefill one row whose first `cached` prompt tokens have keys/values in the prefix cache."""
+        from transformers.cache_utils import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        for i, (k, v) in enumerate(kv):
+            cache.update(k[None, :, :cached], v[None, :, :cached], i)
+        rest = r.prompt[cached:]
+        kwargs = {"logits_to_keep": 1} if self._keep_logits else {}
+        out = self.model(
+            input_ids=torch.tensor([rest], device=self.device),
+            attention_mask=torch.ones((1, len(r.prompt)), dtype=torch.long, device=self.device),
+            position_ids=torch.arange(cached, len(r.prompt), device=self.device)[None, :],
+            past_key_values=cache,
+            use_cache=True,
+            **kwargs,
+        )
+        self.stats.batches_run += 1
+        self.stats.cached_tokens += cached
+        self._seat([r], [_filled_kv(layer) for layer in cache.layers], [0], [None], out.logits[:, -1, :])
+
+    def _seat(self, chunk: list[Row], layers: KV, pads: list[int], states: list, logits: torch.Tensor) -> None:
+        """Copy a prefilled chunk's keys/values (left-padded by `pads`) into the slots and take its first tokens."""
+        width = layers[0][0].shape[2]
         start = len(self.rows)
         self.slots.ensure([k for k, _ in layers], start + len(chunk), width + 1, self.max_batch, self.max_context + 1)
         for i, (p, r) in enumerate(zip(pads, chunk, strict=False)):
@@ -407,6 +509,8 @@ class Decoder:
         r.done = True
         if reason == "cancelled":
             return
+        if self.prefix_cache is not None:
+            self._remember(r)
         text = self.tokenizer.decode(r.generated, skip_special_tokens=True).strip()
         r.deliver(
             Reply(
@@ -417,6 +521,16 @@ class Decoder:
                 meta=r.meta,
             )
         )
+
+    def _remember(self, r: Row) -> None:
+        """Keep a finished row's keys/values (its prompt and the reply tokens fed back) in the prefix cache."""
+        assert self.prefix_cache is not None
+        index = next(i for i, row in enumerate(self.rows) if row is r)
+        kv = [
+            (k[index, :, : r.length].clone(), v[index, :, : r.length].clone())
+            for k, v in zip(self.slots.keys, self.slots.values, strict=True)
+        ]
+        self.prefix_cache.store(tuple((r.prompt + r.generated)[: r.length]), kv)
 
     def _compact(self) -> None:
         keep = [r for r in self.rows if not r.done]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 from dilemmakit.engine.batching import BatchingEngine
-from dilemmakit.engine.decoder import RowState
+from dilemmakit.engine.decoder import PREFIX_CACHE_MB, RowState
 from dilemmakit.models.base import Delta, GenParams, Message, Reply, Sampling
 
 
@@ -13,7 +13,8 @@ class LocalHFModel:
     """A ChatModel over local transformers weights; concurrent calls share batched generation.
 
     `row_state` carries per-row state the weights keep (a harm gate's score); `dilemmakit.loading` wires it.
-    `sampling` (the spec's options) fills what a request leaves unset; the engine's defaults fill the rest."""
+    `sampling` (the spec's options) fills what a request leaves unset; the engine's defaults fill the rest.
+    `prefix_cache_mb` bounds the keys/values of finished replies kept for the conversations' next turns (0: off)."""
 
     def __init__(
         self,
@@ -24,12 +25,15 @@ class LocalHFModel:
         max_batch: int = 32,
         row_state: RowState | None = None,
         sampling: Sampling | None = None,
+        prefix_cache_mb: int = PREFIX_CACHE_MB,
     ):
         self.name = name
         self.sampling = sampling or Sampling()
         self.model = model
         self.tokenizer = tokenizer
-        self.engine = BatchingEngine(model, tokenizer, max_batch=max_batch, row_state=row_state)
+        self.engine = BatchingEngine(
+            model, tokenizer, max_batch=max_batch, row_state=row_state, prefix_cache_mb=prefix_cache_mb
+        )
 
     async def generate(self, messages: list[Message], params: GenParams) -> Reply:
         return await self.engine.submit(messages, params.over(self.sampling))

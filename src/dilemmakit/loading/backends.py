@@ -56,21 +56,47 @@ def row_state(model):
 
 
 def local_chat_model(
-    model, tokenizer, *, name: str, max_batch: int = 32, sampling: Sampling | None = None
+    model,
+    tokenizer,
+    *,
+    name: str,
+    max_batch: int = 32,
+    sampling: Sampling | None = None,
+    prefix_cache_mb: int | None = None,
 ) -> ChatModel:
     """A ChatModel over weights already loaded (with their defense, if any, wired to the engine)."""
+    from dilemmakit.engine.decoder import PREFIX_CACHE_MB
     from dilemmakit.engine.local import LocalHFModel
 
-    return LocalHFModel(model, tokenizer, name=name, max_batch=max_batch, row_state=row_state(model), sampling=sampling)
+    return LocalHFModel(
+        model,
+        tokenizer,
+        name=name,
+        max_batch=max_batch,
+        row_state=row_state(model),
+        sampling=sampling,
+        prefix_cache_mb=PREFIX_CACHE_MB if prefix_cache_mb is None else prefix_cache_mb,
+    )
 
 
 @register_backend("embedded", "hf")
 def build_local(spec: ModelSpec, defaults: BackendDefaults) -> ChatModel:
+    from dilemmakit.engine.decoder import PREFIX_CACHE_MB
     from dilemmakit.loading.weights import load_weights
 
     max_batch = spec.int_option("max_batch", 32)
+    prefix_cache_mb = spec.int_option("prefix_cache_mb", PREFIX_CACHE_MB)
+    if prefix_cache_mb < 0:
+        raise UserError(f"prefix_cache_mb must be 0 (off) or more, got {prefix_cache_mb}")
     model, tokenizer = load_weights(spec, generation=True)
-    return local_chat_model(model, tokenizer, name=spec.identity, max_batch=max_batch, sampling=spec.sampling)
+    return local_chat_model(
+        model,
+        tokenizer,
+        name=spec.identity,
+        max_batch=max_batch,
+        sampling=spec.sampling,
+        prefix_cache_mb=prefix_cache_mb,
+    )
 
 
 @register_backend("openai")

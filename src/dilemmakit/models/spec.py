@@ -27,13 +27,13 @@ EMBEDDED_DEFENDED = {"embedded-aligned": "aligned", "embedded-err": "err"}
 LOCAL_KINDS = ("embedded", "hf")
 
 _KNOWN_OPTIONS = {
-    "embedded": {"dtype", "device", "quant", "max_batch", "defense", *SAMPLING_FIELDS},
-    "hf": {"dtype", "device", "quant", "max_batch", "defense", *SAMPLING_FIELDS},
+    "embedded": {"dtype", "device", "quant", "max_batch", "prefix_cache_mb", "defense", *SAMPLING_FIELDS},
+    "hf": {"dtype", "device", "quant", "max_batch", "prefix_cache_mb", "defense", *SAMPLING_FIELDS},
     "openai": {"concurrency", "timeout", "max_retries", "backoff", "api_key_env", "stream", *SAMPLING_FIELDS},
 }
 # Options that say how a model is reached or batched, not what it answers: left out of the identity.
 TRANSPORT_OPTIONS = frozenset(
-    {"concurrency", "timeout", "max_retries", "backoff", "api_key_env", "stream", "max_batch"}
+    {"concurrency", "timeout", "max_retries", "backoff", "api_key_env", "stream", "max_batch", "prefix_cache_mb"}
 )
 
 
