@@ -122,14 +122,13 @@ class Served:
         self.thread.join(timeout=10)
 
 
-def tiny_defended_chat(name: str = "tiny-defended", max_batch: int = 4):
-    """A tiny random Llama that speaks the embedded tokenizer (2048-token context), with an ERR defense
-    installed whose gate is ~0.95 on every prompt: fast enough to serve in any test."""
+def tiny_defended_llama():
+    """(model, tokenizer, defense): a tiny random Llama that speaks the embedded tokenizer (2048-token
+    context), with an untrained ERR defense installed (gate on layer 1, adapters from layer 2)."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from dilemmakit.defense import DefenseConfig, install_defense
-    from dilemmakit.loading import local_chat_model
     from dilemmakit.loading.embedded import dequantized_copy
 
     tok = AutoTokenizer.from_pretrained(str(dequantized_copy()))
@@ -148,6 +147,16 @@ def tiny_defended_chat(name: str = "tiny-defended", max_batch: int = 4):
     defense = install_defense(
         model, DefenseConfig(detection_layer=1, start_layer=2, rank=2, alpha=4, head_hidden=(8, 4))
     )
+    return model, tok, defense
+
+
+def tiny_defended_chat(name: str = "tiny-defended", max_batch: int = 4):
+    """`tiny_defended_llama` as a chat model whose gate is ~0.95 on every prompt: fast enough to serve in any test."""
+    import torch
+
+    from dilemmakit.loading import local_chat_model
+
+    model, tok, defense = tiny_defended_llama()
     with torch.no_grad():
         defense.gate.mlp[-1].bias.fill_(3.0)  # gate ~0.95 on every prompt: the adapters run
     return local_chat_model(model, tok, name=name, max_batch=max_batch)

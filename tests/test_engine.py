@@ -130,29 +130,12 @@ def test_rows_of_a_gated_model_keep_their_own_gate_as_rows_join_and_leave():
     """A harm-gated model keeps a gate score per row from its prefill on (`RowState`): rows that join a running
     batch and rows that leave it early decode exactly as each would alone, with its own gate score."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from dilemmakit.defense import DefenseConfig, install_defense
     from dilemmakit.engine.decoder import Decoder, Row
     from dilemmakit.loading import row_state
-    from dilemmakit.loading.embedded import dequantized_copy
+    from tests.helpers import tiny_defended_llama
 
-    tok = AutoTokenizer.from_pretrained(str(dequantized_copy()))
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=2048,
-        )
-    ).eval()
-    defense = install_defense(
-        model, DefenseConfig(detection_layer=1, start_layer=2, rank=2, alpha=4, head_hidden=(8, 4))
-    )
+    model, tok, defense = tiny_defended_llama()
     with torch.no_grad():
         for p in defense.adapter_parameters():
             p.normal_(0, 1.0)  # adapters that change the reply wherever the gate opens

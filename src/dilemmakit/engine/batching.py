@@ -145,14 +145,7 @@ class BatchingEngine:
         todo = deque(
             Row(prompt=self.prompt_ids(m), params=params, deliver=deliver_to(i)) for i, m in enumerate(conversations)
         )
-        decoder = Decoder(
-            self.model,
-            self.tokenizer,
-            max_batch=self.max_batch,
-            row_state=self.row_state,
-            stats=self.stats,
-            prefix_cache=self.prefix_cache,
-        )
+        decoder = self._decoder()
         with self._model_lock, torch.inference_mode():
             while todo or decoder.rows:
                 take = [todo.popleft() for _ in range(min(len(todo), decoder.free_rows()))]
@@ -164,6 +157,17 @@ class BatchingEngine:
             if isinstance(r, BaseException):
                 raise r
         return results  # type: ignore[return-value]
+
+    def _decoder(self) -> Decoder:
+        """A decode state over this engine's model, sharing its stats and prefix cache."""
+        return Decoder(
+            self.model,
+            self.tokenizer,
+            max_batch=self.max_batch,
+            row_state=self.row_state,
+            stats=self.stats,
+            prefix_cache=self.prefix_cache,
+        )
 
     def close(self) -> None:
         if self._thread is not None:
@@ -199,14 +203,7 @@ class BatchingEngine:
     def _work_continuous(self) -> None:
         import torch
 
-        decoder = Decoder(
-            self.model,
-            self.tokenizer,
-            max_batch=self.max_batch,
-            row_state=self.row_state,
-            stats=self.stats,
-            prefix_cache=self.prefix_cache,
-        )
+        decoder = self._decoder()
         stopping = False
         with torch.inference_mode():
             while True:
