@@ -525,6 +525,8 @@ class Decoder:
     def _remember(self, r: Row) -> None:
         """Keep a finished row's keys/values (its prompt and the reply tokens fed back) in the prefix cache."""
         assert self.prefix_cache is not None
+        if r.length < PREFIX_MIN_TOKENS:  # the cache would refuse it: spare the copy
+            return
         index = next(i for i, row in enumerate(self.rows) if row is r)
         kv = [
             (k[index, :, : r.length].clone(), v[index, :, : r.length].clone())
