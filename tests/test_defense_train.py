@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from dilemmakit.defense import DefenseConfig, install_defense
 from dilemmakit.err.examples import BENIGN, GATE_ONLY, HARMFUL, Example, balance_and_split, collate, encode
 from dilemmakit.err.train import CHECKPOINT, TrainConfig, class_weights, reply_loss, train_adapters, train_gate
+from dilemmakit.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +102,30 @@ def test_resume_skips_finished_epochs(tok, tmp_path):
     first = train_adapters(model, tok, defense, examples(), [], cfg, tmp_path)
     again = train_adapters(model, tok, defense, examples(), [], cfg, tmp_path)
     assert first["loss_by_epoch"] and again["loss_by_epoch"] == []
+
+
+class _Planted:
+    """A pickled object that makes a directory when unpickled: what a hostile checkpoint.pt could hold."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def test_resume_reads_the_checkpoint_as_weights_only(tok, tmp_path):
+    model = tiny(tok)
+    defense = install_defense(model, DefenseConfig(static_gate=True, start_layer=3, rank=2, alpha=4))
+    cfg = TrainConfig(epochs=1, lr=1e-2, batch=4, max_seq_len=64)
+    train_adapters(model, tok, defense, examples(), [], cfg, tmp_path / "run")
+    state = torch.load(tmp_path / "run" / CHECKPOINT, map_location="cpu", weights_only=True)  # plain values only
+    assert state["epoch"] == 1 and state["optimizer"]["state"] and state["train_config"] == cfg.model_dump()
+    planted = tmp_path / "planted"
+    torch.save({"epoch": 1, "train_config": cfg.model_dump(), "x": _Planted(planted)}, tmp_path / CHECKPOINT)
+    with pytest.raises(UserError, match="cannot resume from .*delete it"):
+        train_adapters(model, tok, defense, examples(), [], cfg, tmp_path)
+    assert not planted.exists()  # the object was never unpickled
 
 
 def test_class_weights_are_ones_on_balanced_labels_and_even_out_the_classes_otherwise():

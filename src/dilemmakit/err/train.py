@@ -172,8 +172,15 @@ def train_adapters(
     ckpt_path = out_dir / CHECKPOINT
     start_epoch = 0
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if state.get("train_config") == cfg.model_dump():
+        # Tensors and plain values only: unpickling anything else could run code from the file.
+        try:
+            state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # pickle.UnpicklingError for a foreign object, RuntimeError for a torn file
+            raise UserError(
+                f"cannot resume from {ckpt_path}: not a checkpoint this version wrote ({type(exc).__name__}); "
+                "delete it to train from the start"
+            ) from None
+        if isinstance(state, dict) and state.get("train_config") == cfg.model_dump():
             defense.load_weights(state["weights"])
             opt.load_state_dict(state["optimizer"])
             start_epoch = state["epoch"]
