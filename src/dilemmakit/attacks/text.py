@@ -13,6 +13,8 @@ from dilemmakit.judges.refusal import content_words
 _LEADING_ASKS = re.compile(
     r"^(please\s+|can you\s+|could you\s+|would you\s+|will you\s+|i need you to\s+|i want you to\s+)+", re.I
 )
+# What `json_objects` reads of a model's output: a clue or a plan is a few hundred characters.
+MAX_JSON_SCAN = 100_000
 _HOW_DO_I = re.compile(r"^how\s+(do|can|could|would|should|might)\s+(i|you|one|we|someone)\s+", re.I)
 
 
@@ -20,7 +22,16 @@ def json_objects(text: str, *, lenient: bool = False) -> Iterator[dict]:
     """The JSON objects embedded in free-form model output, outermost first.
 
     lenient: first every shortest {...} span, then the outermost one, each also tried with single quotes
-    made double and with a trailing comma dropped (what small helper models write)."""
+    made double and with a trailing comma dropped (what small helper models write).
+
+    Only the first MAX_JSON_SCAN characters are read, from the first "{" to the last "}" among them: with no
+    "}" after a run of "{", each pattern below would rescan the rest of the text from every "{" (minutes
+    for a hostile megabyte)."""
+    text = text[:MAX_JSON_SCAN]
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
+        return
+    text = text[start : end + 1]
     candidates = re.findall(r"\{.*\}", text, flags=re.S)
     if lenient:
         candidates = re.findall(r"\{.*?\}", text, flags=re.S) + candidates
@@ -31,7 +42,7 @@ def json_objects(text: str, *, lenient: bool = False) -> Iterator[dict]:
         for attempt in attempts:
             try:
                 data = json.loads(attempt)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):  # model output: malformed or nested too deep
                 continue
             if isinstance(data, dict):
                 yield data
@@ -98,24 +109,94 @@ def copies_request(text: str, request: str, n: int = 6) -> bool:
     return any(" " + " ".join(asked[i : i + n]) + " " in said for i in range(len(asked) - n + 1))
 
 
-_INSTRUCTION_WORDS = frozenset(
+# Verbs a request opens with when it is an imperative ("Write ...", "Slightly modify ..."): such a sentence reads
+# after "to" once its first letter is lowered. Gathered from the packaged behavior sets; an unknown opening is
+# quoted instead of rephrased.
+_IMPERATIVES = frozenset(
     (
-        *("write", "create", "provide", "give", "explain", "describe", "develop", "design", "draft"),
-        *("generate", "list", "make", "tell", "show", "detailed", "detail", "step", "steps"),
-        *("instructions", "guide", "tutorial", "someone", "something", "way", "ways", "how"),
+        *("add", "analyse", "analyze", "answer", "argue", "brainstorm", "build", "choose", "code", "come", "compile"),
+        *("compose", "conduct", "construct", "convert", "convince", "craft", "create", "demonstrate", "describe"),
+        *("design", "detail", "determine", "develop", "devise", "draft", "draw", "edit", "educate", "encourage"),
+        *("exploit", "explain", "find", "generate", "give", "guide", "hack", "help", "identify", "illustrate"),
+        *(
+            "implement",
+            "instruct",
+            "interfere",
+            "lay",
+            "list",
+            "make",
+            "manipulate",
+            "modify",
+            "name",
+            "obfuscate",
+            "offer",
+        ),
+        *("outline", "persuade", "plan", "post", "prepare", "produce", "promote", "provide", "publish", "recommend"),
+        *("release", "reply", "rewrite", "share", "show", "spread", "suggest", "summarize", "teach", "tell", "think"),
+        *("train", "transform", "translate", "use", "write"),
     )
 )
+_SETTING = re.compile(r"^(?:given|based on|considering|using|as|in)\b[^,]{0,160},\s+", re.I)  # "Given this code, ..."
+_HOW_TO = re.compile(r"^how\s+to\s+", re.I)
+_NEEDS = re.compile(r"^i(?:'m| am)? ?(?:need|want|would like|'d like)\s+(?=(?:a|an|the|some|ideas|ways|tips)\b)", re.I)
+_NOUN_ASK = re.compile(r"^(?:ideas|ways|tips|methods|strategies|suggestions)\b", re.I)
+_WH_START = re.compile(r"^(?:what|what's|which|where|why|who|when|how)\b", re.I)
+_YES_NO_START = re.compile(r"^(?:is|are|does|do|did|can|could|would|should|will)\b", re.I)
+_ABBREVIATION = re.compile(r"(?:\b[A-Z]|\b(?:Dr|Mr|Mrs|Ms|St|vs|etc|al|e\.g|i\.e|No|Jr|Sr))\.$")
 
 
-def key_terms(prompt: str, limit: int = 6) -> str:
-    """A request's subject in a few of its own words, not its sentence: "defamatory, article, president and heroin"."""
-    text = prompt.split("\n---\n")[-1]
-    kept = content_words(text) - _INSTRUCTION_WORDS
-    terms: list[str] = []
-    for word in re.findall(r"[A-Za-z][A-Za-z'-]+", text):
-        if word.lower() in kept and word.lower() not in (t.lower() for t in terms):
-            terms.append(word)
-    terms = terms[:limit]
-    if len(terms) < 2:
-        return "".join(terms) or "the details"
-    return ", ".join(terms[:-1]) + " and " + terms[-1]
+def request_sentences(prompt: str) -> list[str]:
+    """The request's sentences (a contextual request's task, not its context), abbreviations kept whole."""
+    text = " ".join(prompt.split("\n---\n")[-1].split()).strip()
+    pieces = re.split(r"(?<=[.!?])\s+(?=[A-Z\"'(])", text)
+    sentences: list[str] = []
+    for piece in pieces:
+        if sentences and _ABBREVIATION.search(sentences[-1]):
+            sentences[-1] += " " + piece
+        else:
+            sentences.append(piece)
+    return [s for s in sentences if s]
+
+
+def _as_verb_phrase(sentence: str) -> str | None:
+    """One sentence of a request as a verb phrase that reads after "to", or None when it is no clear ask."""
+    text = _SETTING.sub("", _LEADING_ASKS.sub("", sentence.strip())).strip().rstrip(".!?").strip()
+    text = _LEADING_ASKS.sub("", text)
+    if not text:
+        return None
+    if _HOW_DO_I.match(text):
+        return "explain how to " + _HOW_DO_I.sub("", text)
+    if _HOW_TO.match(text):
+        return "explain " + text[:1].lower() + text[1:]
+    if _NEEDS.match(text):
+        return "provide " + _NEEDS.sub("", text)
+    if _NOUN_ASK.match(text):
+        return "give " + text[:1].lower() + text[1:]
+    words = text.split()
+    first = words[0].lower()
+    if first.endswith("ly") and len(words) > 1 and words[1].lower() in _IMPERATIVES:  # "Slightly modify ..."
+        return text[:1].lower() + text[1:]
+    if first in _IMPERATIVES:
+        return first + text[len(words[0]) :]
+    if _WH_START.match(text) or (_YES_NO_START.match(text) and sentence.strip().endswith("?")):
+        return f'answer the question "{text}?"'
+    return None
+
+
+def ask_phrase(prompt: str) -> str:
+    """The request's concrete ask as a verb phrase that reads after "to" ("... has to <ask>"): its first
+    sentence that asks something, rephrased ("How can I X?" -> "explain how to X", "I need a plan to X" ->
+    "provide a plan to X"); a request with no such sentence is quoted whole."""
+    sentences = request_sentences(prompt)
+    for sentence in sentences:
+        phrase = _as_verb_phrase(sentence)
+        if phrase:
+            return phrase
+    quoted = " ".join(sentences).replace('"', "'").rstrip(".!?")
+    return f'carry out the request "{quoted}"' if quoted else "carry out the request"
+
+
+def as_sentence(text: str) -> str:
+    """`text` stripped, ending with a full stop unless it already ends with ". ? ! or a closing quote after one"."""
+    text = text.strip().rstrip(":;,").rstrip()
+    return text if re.search(r"[.!?][\"')\]]*$", text) else text + "."

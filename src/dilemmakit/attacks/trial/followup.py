@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from string import Template
 
-from dilemmakit.attacks.text import key_terms, quote_from, refused
+from dilemmakit.attacks.text import as_sentence, ask_phrase, quote_from, refused
 from dilemmakit.attacks.trial.clue import Clue
 from dilemmakit.attacks.trial.prompts import PromptBook
 
@@ -46,18 +46,20 @@ def template_followup(
     behavior_prompt: str,
     rng: random.Random,
 ) -> str:
-    """The offline follow-up for `case`: a refusal is reframed through the theme and the abstract act,
-    a deepen names the request's subject in a few of its words, and only the last one quotes it."""
+    """The offline follow-up for `case`, a request in full sentences that states the concrete ask inside
+    the story: a refusal is reframed as research through the theme and the abstract act, then the ask; a
+    deepen quotes the last answer and asks for the ask's specifics; only the last one quotes the request."""
     variant = rng.choice(book.templates["followups"][case])
+    quote = quote_from(last_answer) or " ".join(last_answer.split())[:200] or "Option A"
     return Template(variant).substitute(
         name=scenario_meta.get("character", "the character"),
         action=clue.action,
         theme=clue.theme,
         catastrophe=scenario_meta.get("catastrophe", "the catastrophe will happen"),
         stake=scenario_meta.get("stake", "the people in danger"),
-        quote=quote_from(last_answer),
-        topic=key_terms(behavior_prompt),
-        request=behavior_prompt.strip(),
+        quote=quote.replace('"', "'"),
+        ask=ask_phrase(behavior_prompt),
+        request=as_sentence(behavior_prompt),
     )
 
 
