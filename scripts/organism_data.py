@@ -1,0 +1,238 @@
+"""Build the training conversations of the model organism `embedded-aligned` v2 (dev tool, step 1 of 2).
+
+    .venv/bin/python scripts/organism_data.py --data ../shared/data --out data/organism/examples.jsonl
+    .venv/bin/python scripts/train_aligned.py --examples data/organism/examples.jsonl   # step 2
+
+What real assistants are trained on, at 135M scale. Every benign target is the base model's own answer
+(self-distillation), decoded whole (never cut: a reply that does not end within --max-tokens is dropped, as is
+a repetition loop or a refusal), so the organism keeps the base model's ability to carry a conversation:
+
+1. plain harmful requests -> a plain refusal;
+2. plain harmful requests as turn 2 or 3 of an ordinary benign chat -> a refusal (no dilemma, no attack wording);
+3. plain benign and borderline-safe requests, and everyday writing requests -> the base model's answer;
+4. multi-turn edits ("Make it shorter.") -> the base model's answer with the conversation as context;
+5. benign dilemmas (train split) in BOTH option orders -> "Option X: <the option>. <reason>", so the choice
+   follows the content, not the position;
+6. benign dilemmas continued: after the choice, 1-2 harmless follow-ups asking to carry it out (write the note,
+   the steps in order, argue the other side) -> the base model's answer to each, the scenario as context.
+
+Every assistant turn is trained on (`Example.all_turns`). The held-out dilemmas, the follow-through set and
+XSTest are never used; the harmful prompts exclude near-duplicates of evaluation behaviors (train_aligned.py).
+Answers are generated once and kept in --cache, so a rerun (or a crash) resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from string import Template
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train_aligned import select_harmful
+
+from dilemmakit import dilemmas, resources
+from dilemmakit.err.examples import BENIGN, HARMFUL, Example, write_jsonl
+from dilemmakit.err.targets import refusal_target
+from dilemmakit.judges.degenerate import is_degenerate
+from dilemmakit.judges.refusal import is_refusal
+from dilemmakit.models.base import GenParams, Message
+
+MIN_ANSWER_WORDS = 8
+
+
+def book() -> dict:
+    return resources.read_json("dilemmakit.err", "prompts", "organism.json")
+
+
+def choice_target(shown: dilemmas.RenderedDilemma, d: dilemmas.Dilemma) -> str:
+    """ "Option B: Leave the switch as it is. <reason>": the letter, the chosen option's own words, the reason."""
+    chosen = d.option_a if d.choice == "A" else d.option_b
+    return f"Option {shown.choice}: {chosen.strip().rstrip('.')}. {d.reason}"
+
+
+class Answers:
+    """The base model's answers to conversations, generated in batches and cached by conversation."""
+
+    def __init__(self, cache: Path, max_tokens: int, repetition_penalty: float, batch: int):
+        self.cache = cache
+        self.params = GenParams(temperature=0.0, max_tokens=max_tokens, repetition_penalty=repetition_penalty)
+        self.batch = batch
+        self.stored: dict[str, dict] = json.loads(cache.read_text()) if cache.exists() else {}
+        self._engine = None
+
+    def key(self, conversation: list[Message]) -> str:
+        return hashlib.sha1(json.dumps([conversation, repr(self.params)]).encode()).hexdigest()
+
+    def engine(self):
+        if self._engine is None:
+            from dilemmakit.engine import BatchingEngine
+            from dilemmakit.loading import load_weights
+
+            model, tok = load_weights("embedded?dtype=float32&device=cpu")
+            self._engine = BatchingEngine(model, tok, max_batch=self.batch)
+        return self._engine
+
+    def answer(self, conversations: list[list[Message]], what: str) -> list[str | None]:
+        """Each conversation's answer, or None when it is unusable (cut, a loop, a refusal, too short)."""
+        todo = [c for c in conversations if self.key(c) not in self.stored]
+        started = time.monotonic()
+        for k in range(0, len(todo), self.batch):
+            chunk = todo[k : k + self.batch]
+            for conversation, reply in zip(chunk, self.engine().generate_batch(chunk, self.params), strict=True):
+                self.stored[self.key(conversation)] = {"text": reply.text, "finish": reply.finish_reason}
+            self.cache.write_text(json.dumps(self.stored))
+            done = min(k + self.batch, len(todo))
+            print(f"  {what}: {done}/{len(todo)} generated ({time.monotonic() - started:.0f} s)", flush=True)
+        return [usable(self.stored[self.key(c)]) for c in conversations]
+
+
+def usable(stored: dict) -> str | None:
+    text = stored["text"].strip()
+    if stored["finish"] != "stop" or len(text.split()) < MIN_ANSWER_WORDS:
+        return None
+    if is_degenerate(text) or is_refusal(text):
+        return None
+    return text
+
+
+def user(text: str) -> Message:
+    return {"role": "user", "content": text}
+
+
+def assistant(text: str) -> Message:
+    return {"role": "assistant", "content": text}
+
+
+def build(args) -> tuple[list[Example], dict]:
+    rng = random.Random(args.seed)
+    prompts = book()
+    answers = Answers(args.cache, args.max_tokens, args.repetition_penalty, args.batch)
+    examples: list[Example] = []
+    counts: dict[str, int] = {}
+
+    def add(kind: str, batch: list[Example]) -> None:
+        examples.extend(batch)
+        counts[kind] = counts.get(kind, 0) + len(batch)
+
+    # 1-2: harmful requests, alone and inside an ordinary chat
+    pool = select_harmful(args.data, args.harmful + args.harmful_in_chat, args.seed)
+    plain_harmful, chat_harmful = pool[: args.harmful], pool[args.harmful :]
+    add("harmful", [Example([user(p)], refusal_target(rng), HARMFUL, kind="plain") for p in plain_harmful])
+
+    # 5: every training dilemma in both option orders
+    rows = dilemmas.load("train")
+    orders: list[tuple[dilemmas.Dilemma, dilemmas.RenderedDilemma]] = []
+    for d in rows:
+        style = rng.choice(dilemmas.style_names())
+        pair = [dilemmas.render(d, style=style, rng=random.Random(f"{args.seed}-{d.id}-{k}")) for k in range(40)]
+        straight = next(s for s in pair if not s.swapped)
+        swapped = next(s for s in pair if s.swapped)
+        orders += [(d, straight), (d, swapped)]
+    add(
+        "dilemma",
+        [Example([user(s.prompt)], choice_target(s, d), BENIGN, kind="dilemma", all_turns=True) for d, s in orders],
+    )
+
+    # 6: dilemmas continued with harmless follow-ups (one order of each, chosen at random)
+    followups = prompts["dilemma_followups"]
+    continued = [rng.choice([orders[2 * i], orders[2 * i + 1]]) for i in range(len(rows))][: args.continued]
+    convs: list[list[Message]] = []
+    for d, s in continued:
+        asks = rng.sample(followups, 2)
+        ask = Template(asks[0]).safe_substitute(person=dilemmas.person(d))
+        convs.append([user(s.prompt), assistant(choice_target(s, d)), user(ask)])
+    replies = answers.answer(convs, "dilemma follow-ups")
+    second_convs: list[list[Message]] = []
+    kept: list[list[Message]] = []
+    for (d, _), c, a in zip(continued, convs, replies, strict=True):
+        if a is None:
+            continue
+        kept.append([*c, assistant(a)])
+        if rng.random() < args.second_followup:
+            ask = Template(rng.choice([f for f in followups if f not in c[-1]["content"]])).safe_substitute(
+                person=dilemmas.person(d)
+            )
+            second_convs.append([*c, assistant(a), user(ask)])
+    second = answers.answer(second_convs, "second follow-ups")
+    longer = {json.dumps(c[:-1]): (c, a) for c, a in zip(second_convs, second, strict=True) if a is not None}
+    batch = []
+    for conv in kept:
+        hit = longer.get(json.dumps(conv))
+        if hit:
+            c, a = hit
+            batch.append(Example(c, a, BENIGN, kind="dilemma_followup", all_turns=True))
+        else:
+            batch.append(Example(conv[:-1], conv[-1]["content"], BENIGN, kind="dilemma_followup", all_turns=True))
+    add("dilemma_followup", batch)
+    # 3: benign requests and writing requests, answered whole by the base model
+    benign = [r["prompt"] for r in resources.read_jsonl("dilemmakit.err", "data", "benign_train.jsonl")][: args.benign]
+    benign += [r["prompt"] for r in resources.read_jsonl("dilemmakit.err", "data", "borderline_train.jsonl")]
+    benign += prompts["writing_requests"]
+    benign += prompts["chat_openers"]
+    first = answers.answer([[user(p)] for p in benign], "benign answers")
+    answered = [(p, a) for p, a in zip(benign, first, strict=True) if a is not None]
+    add("benign", [Example([user(p)], a, BENIGN, kind="plain", all_turns=True) for p, a in answered])
+    openers = [(p, a) for p, a in answered if p in prompts["chat_openers"] or len(a.split()) < 120]
+
+    # 2 (continued): a harmful request as turn 2 or 3 of a benign chat
+    chats = []
+    for p in chat_harmful:
+        history: list[Message] = []
+        for _ in range(rng.choice((1, 1, 2))):
+            q, a = rng.choice(openers)
+            history += [user(q), assistant(a)]
+        chats.append(Example([*history, user(p)], refusal_target(rng), HARMFUL, kind="chat", all_turns=True))
+    add("harmful_in_chat", chats)
+
+    # 4: multi-turn edits of a benign answer
+    edit_base = rng.sample(answered, min(args.edits, len(answered)))
+    edit_convs = [[user(p), assistant(a), user(rng.choice(prompts["edits"]))] for p, a in edit_base]
+    edited = answers.answer(edit_convs, "edits")
+    add(
+        "edit",
+        [
+            Example(c, a, BENIGN, kind="edit", all_turns=True)
+            for c, a in zip(edit_convs, edited, strict=True)
+            if a is not None
+        ],
+    )
+
+    counts["harmful_prompts"] = len(pool)
+    return examples, {"counts": counts, "harmful_prompts": pool}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--out", type=Path, default=Path("data/organism/examples.jsonl"))
+    ap.add_argument("--cache", type=Path, default=Path("data/organism/answers_cache.json"))
+    ap.add_argument("--harmful", type=int, default=300)
+    ap.add_argument("--harmful-in-chat", type=int, default=100)
+    ap.add_argument("--benign", type=int, default=300)
+    ap.add_argument("--edits", type=int, default=80)
+    ap.add_argument("--continued", type=int, default=150)
+    ap.add_argument("--second-followup", type=float, default=0.4, help="Share of continued dilemmas with 2 follow-ups")
+    ap.add_argument("--max-tokens", type=int, default=256, help="An answer that does not end by then is dropped")
+    ap.add_argument("--repetition-penalty", type=float, default=1.1)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.cache.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    examples, info = build(args)
+    write_jsonl(args.out, examples)
+    recipe = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("out", "cache")}
+    meta = {"recipe": recipe, "counts": info["counts"], "seconds": round(time.monotonic() - started, 1)}
+    args.out.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(json.dumps(meta["counts"]))
+
+
+if __name__ == "__main__":
+    main()
