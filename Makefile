@@ -8,9 +8,9 @@ TEST_WORKERS ?= auto
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: setup demo test lint bench clean browser
+.PHONY: setup demo test lint bench clean browser sandbox
 
-setup: $(STAMP)
+setup: $(STAMP) sandbox
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
 	  || echo "make browser: could not install chromium; the report's browser test will be skipped" >&2; }
+
+# `dilemma utility --bench humaneval --allow-code-execution` runs model-written code in bubblewrap: install
+# Debian's package when missing (root or sudo), as for Chromium.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq bubblewrap >/dev/null \
+	  || echo "make sandbox: could not install bubblewrap; humaneval and its sandbox tests will be skipped" >&2; }
 
 # Lint and types: part of `make test`, so CI fails on them too.
 lint: setup

@@ -9,7 +9,7 @@ import pytest
 from dilemmakit.eval.stats import agreement, bootstrap_ci, wilson_interval
 from dilemmakit.eval.utility import extract_code, final_number, gsm8k_items, humaneval_items, run_tests
 from dilemmakit.store.db import DB_NAME, open_store
-from tests.helpers import COMPLY, REFUSE, assert_clean_error, run, target_by_turn
+from tests.helpers import COMPLY, REFUSE, assert_clean_error, run, sandbox_or_skip, target_by_turn
 
 
 def test_wilson_interval_known_cases():
@@ -200,6 +200,7 @@ def test_gsm8k_exact_match_on_final_number(server, tmp_path, cli):
 
 
 def test_humaneval_pass_at_1_runs_tests_in_a_limited_subprocess(server, tmp_path, cli):
+    sandbox = sandbox_or_skip()
     problems = {it.prompt: it.data for it in humaneval_items()[:4]}
 
     def target(messages):
@@ -220,6 +221,7 @@ def test_humaneval_pass_at_1_runs_tests_in_a_limited_subprocess(server, tmp_path
             "4",
             "--timeout",
             "2",
+            "--allow-code-execution",
             "--run-dir",
             tmp_path,
             "--json",
@@ -228,12 +230,13 @@ def test_humaneval_pass_at_1_runs_tests_in_a_limited_subprocess(server, tmp_path
     )
     assert data["n"] == 4 and data["passed"] == 2 and data["metric"] == "pass@1"
     p = humaneval_items()[0].data
-    assert run_tests("x = [0] * (10 ** 10)\n" + p["prompt"] + p["canonical_solution"], p) == (False, "MemoryError")
+    code = "x = [0] * (10 ** 10)\n" + p["prompt"] + p["canonical_solution"]
+    assert run_tests(code, p, sandbox=sandbox) == (False, "MemoryError")
     body_only = p["canonical_solution"]
-    assert run_tests(extract_code(body_only, p), p)[0]
+    assert run_tests(extract_code(body_only, p), p, sandbox=sandbox)[0]
     # a whole function without the prompt's `from typing import List` still runs
     whole = p["prompt"].split("from typing import List", 1)[1] + p["canonical_solution"]
-    assert "List[" in whole and run_tests(extract_code(f"```python\n{whole}```", p), p)[0]
+    assert "List[" in whole and run_tests(extract_code(f"```python\n{whole}```", p), p, sandbox=sandbox)[0]
 
 
 # --- judge-eval -----------------------------------------------------------------------------

@@ -1,12 +1,12 @@
 """Utility: does the target still solve ordinary tasks? GSM8K (exact match on the final number) and
-HumanEval (pass@1, greedy; the tests run in a subprocess under a time and memory limit)."""
+HumanEval (pass@1, greedy; opt-in with `allow_code_execution`: the tests run in a bubblewrap sandbox,
+`dilemmakit.eval.sandbox`, under a time and memory limit)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import re
-import subprocess
 import sys
 import tempfile
 
@@ -14,6 +14,7 @@ from dilemmakit import resources
 from dilemmakit.config import Config, option
 from dilemmakit.errors import UserError
 from dilemmakit.eval.itemrun import Item, first_error, run_eval
+from dilemmakit.eval.sandbox import Sandbox, find_sandbox
 from dilemmakit.loading import ModelPool, pool_scope, weights_identity
 from dilemmakit.models.spec import parse_spec, spec_identity
 from dilemmakit.store.db import EvalItem, RunStore
@@ -79,38 +80,52 @@ def extract_code(reply: str, problem: dict) -> str:
     return "\n".join([*imports, code])
 
 
-# Runs first in the child: limits apply to the tested code (a memory blow-up or endless loop is a fail).
-_LIMITED_RUN = (
-    "import resource, runpy, sys\n"
-    "mem, cpu = int(sys.argv[1]), int(sys.argv[2])\n"
-    "resource.setrlimit(resource.RLIMIT_AS, (mem, mem))\n"
-    "resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))\n"
-    "runpy.run_path(sys.argv[3], run_name='__main__')\n"
-)
+# Runs first in the sandboxed child: limits apply to the tested code (a memory blow-up or endless loop is a
+# fail), then HumanEval's reliability guard takes away what a test never needs (processes, signals, deleting
+# files, changing directory). The guard is a second layer that keeps honest mistakes from doing damage; the
+# sandbox around it is what holds against hostile code (`posix.fork`, `ctypes` and friends get past any guard).
+_LIMITED_RUN = """\
+import builtins, faulthandler, os, resource, runpy, shutil, subprocess, sys
+mem, cpu, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+resource.setrlimit(resource.RLIMIT_DATA, (mem, mem))
+resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+faulthandler.disable()
+builtins.exit = builtins.quit = None
+os.environ["OMP_NUM_THREADS"] = "1"
+for name in (
+    "kill killpg system putenv remove removedirs rmdir fchdir setuid fork forkpty rename renames truncate "
+    "replace unlink fchmod fchown chmod chown chroot lchflags lchmod lchown chdir getcwd execv execve "
+    "execvp execvpe spawnv spawnve spawnvp spawnvpe popen posix_spawn posix_spawnp"
+).split():
+    setattr(os, name, None)
+shutil.rmtree = shutil.move = shutil.chown = None
+subprocess.Popen = None
+for name in ("ipdb", "joblib", "resource", "psutil", "tkinter"):
+    sys.modules[name] = None
+runpy.run_path(path, run_name="__main__")
+"""
 
 
-def run_tests(code: str, problem: dict, *, timeout_s: float = 10.0, memory_mb: int = 1024) -> tuple[bool, str]:
-    """(passed, why) for one HumanEval completion, run in an isolated Python subprocess."""
+def run_tests(
+    code: str, problem: dict, *, sandbox: Sandbox, timeout_s: float = 10.0, memory_mb: int = 1024
+) -> tuple[bool, str]:
+    """(passed, why) for one HumanEval completion, run in `sandbox` (see `dilemmakit.eval.sandbox`)."""
     program = f"{code}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
     with tempfile.TemporaryDirectory(prefix="dilemma-humaneval-") as tmp:
         path = os.path.join(tmp, "solution.py")
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(program)
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-I", "-c", _LIMITED_RUN, str(memory_mb * 2**20), str(int(timeout_s) + 1), path],
-                cwd=tmp,
-                capture_output=True,
-                text=True,
-                timeout=timeout_s,
-                start_new_session=True,
-                env={"PATH": os.environ.get("PATH", "")},
-            )
-        except subprocess.TimeoutExpired:
-            return False, "timeout"
-    if proc.returncode == 0:
+        limits = [str(memory_mb * 2**20), str(int(timeout_s) + 1), path]
+        done = sandbox.run(
+            [sys.executable, "-I", "-c", _LIMITED_RUN, *limits], visible=[tmp], workdir=tmp, timeout_s=timeout_s
+        )
+    if done.timed_out:
+        return False, "timeout"
+    if done.returncode == 0:
         return True, "passed"
-    last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+    last = (done.stderr.strip().splitlines() or [f"failed (exit {done.returncode})"])[-1]
     return False, last[:300]
 
 
@@ -122,6 +137,9 @@ class UtilityConfig(Config):
     concurrency: int = option(16, "Problems in flight")
     timeout_s: float = option(10.0, "HumanEval: seconds per test run", flag="timeout")
     memory_mb: int = option(1024, cli=False)
+    allow_code_execution: bool = option(
+        False, "HumanEval: run the model's code (in a bubblewrap sandbox: no network, read-only files)"
+    )
 
     def check(self) -> None:
         if self.bench not in BENCHES:
@@ -129,6 +147,13 @@ class UtilityConfig(Config):
         parse_spec(self.target)
         if (self.limit is not None and self.limit < 1) or self.concurrency < 1 or (self.max_tokens or 1) < 1:
             raise UserError("--limit, --max-tokens and --concurrency must be at least 1")
+        if self.bench == "humaneval":
+            if not self.allow_code_execution:
+                raise UserError(
+                    "humaneval runs code the model wrote on this machine: rerun with --allow-code-execution to run "
+                    "it in a sandbox (bubblewrap: no network, read-only files, killed at --timeout)"
+                )
+            find_sandbox()  # no sandbox here: one line, before any model call
 
     @property
     def tokens(self) -> int:
@@ -149,6 +174,7 @@ async def run_utility(
 ) -> dict:
     config.check()
     items = (gsm8k_items() if config.bench == "gsm8k" else humaneval_items())[: config.limit]
+    sandbox = find_sandbox() if config.bench == "humaneval" else None
     async with pool_scope(pool, concurrency=config.concurrency) as pool:
         target = pool.get(config.target)
         await pool.check_all()
@@ -157,10 +183,12 @@ async def run_utility(
             if config.bench == "gsm8k":
                 ok = gsm8k_correct(reply, item.data["gold"])
                 return ("pass" if ok else "fail"), float(ok), {"gold": item.data["gold"], "got": final_number(reply)}
+            assert sandbox is not None
             ok, why = await asyncio.to_thread(
                 run_tests,
                 extract_code(reply, item.data),
                 item.data,
+                sandbox=sandbox,
                 timeout_s=config.timeout_s,
                 memory_mb=config.memory_mb,
             )

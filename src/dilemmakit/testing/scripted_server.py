@@ -99,6 +99,7 @@ class ScriptedServer:
         self.requests: list[dict] = []
         self.request_times: list[float] = []
         self.auth_headers: list[str] = []
+        self.paths: list[str] = []  # every request's path and query, GET and POST
         self._lock = threading.Lock()
         self._httpd = _Server((host, port), self._handler_class())
         self._httpd.daemon_threads = True
@@ -164,6 +165,7 @@ class ScriptedServer:
                 auth = self.headers.get("Authorization", "")
                 with server._lock:
                     server.auth_headers.append(auth)
+                    server.paths.append(self.path)
                 if server.api_key is None:
                     return True
                 if auth == f"Bearer {server.api_key}":
