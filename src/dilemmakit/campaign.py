@@ -22,6 +22,7 @@ from dilemmakit.errors import ModelCallError, UserError
 from dilemmakit.judges.registry import build_judge, judge_identity, split_judge_spec
 from dilemmakit.loading import ModelPool, pool_scope, weights_identity
 from dilemmakit.models.base import GenParams
+from dilemmakit.models.secrets import redact
 from dilemmakit.models.spec import parse_spec, spec_identity
 from dilemmakit.progress import progress_bar
 from dilemmakit.store.db import RunStore
@@ -246,7 +247,7 @@ async def run_campaign(
 
         with progress:
             task = progress.add_task(
-                f"{config.method} vs {config.target}",
+                f"{config.method} vs {redact(config.target)}",
                 total=len(rows),
                 completed=already,
                 successes=counts["successes"],

@@ -16,6 +16,7 @@ from dilemmakit.eval.compare import compare_runs, compare_tables
 from dilemmakit.eval.engagement import EngagementConfig, run_engagement
 from dilemmakit.eval.overrefusal import OverRefusalConfig, run_overrefusal
 from dilemmakit.eval.utility import UtilityConfig, run_utility
+from dilemmakit.models.secrets import redact
 from dilemmakit.store.db import open_store
 
 
@@ -105,7 +106,7 @@ def _finish(result: dict, as_json: bool, what: str, line) -> None:
     if as_json:
         print(json.dumps(result, indent=2))
     else:
-        out.print(line())
+        out.print(redact(line()))
     FailedCalls.raise_if_any(result, what)
 
 

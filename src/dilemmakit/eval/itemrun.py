@@ -16,6 +16,7 @@ from rich.console import Console
 
 from dilemmakit.errors import ModelCallError
 from dilemmakit.models.base import ChatModel, GenParams
+from dilemmakit.models.secrets import redact_values
 from dilemmakit.models.spec import spec_identity
 from dilemmakit.progress import progress_bar
 from dilemmakit.store.db import EvalItem, RunStore
@@ -77,7 +78,7 @@ async def run_items(
             progress.advance(task)
 
     with progress:
-        task = progress.add_task(title or eid, total=len(items), completed=len(items) - len(todo))
+        task = progress.add_task(redact_values(title or eid), total=len(items), completed=len(items) - len(todo))
         await asyncio.gather(*(one(it) for it in todo))
     return {k: v for k, v in store.eval_items(eid).items() if k in {it.id for it in items}}
 
@@ -100,7 +101,7 @@ async def run_eval(
     (resuming what is stored), `summarise(stored items)` recorded as the eval's result and returned with its id.
     `config`: the eval's Config (its `target`, `concurrency` and dump are recorded)."""
     eid = eval_id(kind, identity)
-    store.ensure_eval(eid, kind, spec_identity(config.target), config.model_dump())
+    store.ensure_eval(eid, kind, spec_identity(config.target), redact_values(config.model_dump()))
     stored = await run_items(
         store,
         eid,

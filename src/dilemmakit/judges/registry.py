@@ -16,6 +16,7 @@ from dilemmakit.judges.instrumental import InstrumentalJudge
 from dilemmakit.judges.llm import RUBRICS, LLMJudge
 from dilemmakit.judges.refusal import ComplianceJudge, RefusalJudge
 from dilemmakit.models.base import ChatModel
+from dilemmakit.models.secrets import redact
 from dilemmakit.models.spec import spec_identity
 
 
@@ -55,15 +56,17 @@ def parse_judge_spec(text: str) -> tuple[str, str | None, dict[str, str]]:
         return raw, None, {}
     prefix, sep, model_spec = raw.partition(":")
     if prefix not in RUBRICS:
-        raise UserError(f"unknown judge {raw!r}: {JUDGE_HELP}")
+        raise UserError(f"unknown judge {redact(raw)!r}: {JUDGE_HELP}")
     if not sep or not model_spec:
-        raise UserError(f"judge {raw!r} names no model: write {prefix}:<model spec>")
+        raise UserError(f"judge {redact(raw)!r} names no model: write {prefix}:<model spec>")
     model_spec, options = _take_judge_options(model_spec)
     if "threshold" in options:
         try:
             float(options["threshold"])
         except ValueError:
-            raise UserError(f"judge {raw!r}: threshold must be a number, got {options['threshold']!r}") from None
+            raise UserError(
+                f"judge {redact(raw)!r}: threshold must be a number, got {options['threshold']!r}"
+            ) from None
     return prefix, model_spec, options
 
 

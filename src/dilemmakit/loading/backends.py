@@ -107,6 +107,7 @@ def build_openai(spec: ModelSpec, defaults: BackendDefaults) -> ChatModel:
         model=spec.model,
         base_url=spec.base_url,
         api_key_env=spec.options.get("api_key_env", defaults.api_key_env),
+        api_key=spec.options.get("api_key") or None,
         concurrency=spec.int_option("concurrency", defaults.concurrency),
         timeout=spec.float_option("timeout", DEFAULT_TIMEOUT_S),
         max_retries=spec.int_option("max_retries", 5),

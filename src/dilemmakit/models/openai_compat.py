@@ -20,6 +20,7 @@ import httpx
 
 from dilemmakit.errors import ModelCallError, UserError
 from dilemmakit.models.base import GenParams, Message, Reply, Sampling
+from dilemmakit.models.secrets import redact, split_userinfo
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 # The read timeout is the longest silence we accept. A single-slot server (llama.cpp) answers queued
@@ -112,11 +113,15 @@ class OpenAICompatModel:
         name: str | None = None,
         stream: bool = False,
         sampling: Sampling | None = None,
+        api_key: str | None = None,
     ):
         self.model = model
-        self.base_url = base_url.rstrip("/")
-        self.name = name or f"openai:{model}@{base_url}"
+        # The URL's user-info becomes Basic auth: the URL kept here (and printed in errors) carries no secret.
+        url, self._basic_auth = split_userinfo(base_url.rstrip("/"))
+        self.base_url = url
+        self.name = redact(name or f"openai:{model}@{url}")
         self.api_key_env = api_key_env
+        self._api_key = api_key  # the spec's api_key option: wins over the environment variable
         self.concurrency = max(1, concurrency)
         self.timeout = timeout
         self.max_retries = max(0, max_retries)
@@ -136,7 +141,7 @@ class OpenAICompatModel:
 
     # --- plumbing -----------------------------------------------------------------------------
     def _headers(self) -> dict[str, str]:
-        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+        key = self._api_key or (os.environ.get(self.api_key_env, "") if self.api_key_env else "")
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def _http(self) -> httpx.AsyncClient:
@@ -145,7 +150,10 @@ class OpenAICompatModel:
             timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, CONNECT_TIMEOUT_S))
             # Loading the CA bundle costs ~0.25 s of CPU per client; plain-http endpoints never use it.
             verify = self.base_url.startswith("https://")
-            self._client = httpx.AsyncClient(timeout=timeout, limits=limits, headers=self._headers(), verify=verify)
+            # A Bearer key (the spec's api_key, else $api_key_env) wins over the URL's user-info.
+            headers = self._headers()
+            auth = httpx.BasicAuth(*self._basic_auth) if self._basic_auth and not headers else None
+            self._client = httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers, auth=auth, verify=verify)
         return self._client
 
     def _limit(self) -> asyncio.Semaphore:
@@ -156,10 +164,14 @@ class OpenAICompatModel:
 
     def _user_error_for(self, response: httpx.Response) -> UserError | None:
         if response.status_code in (401, 403):
-            return UserError(
-                f"{self.base_url} rejected the API key (HTTP {response.status_code}): "
-                f"set a valid key in ${self.api_key_env} (or pass --api-key-env)"
+            where = (
+                "check the api_key option of the model spec"
+                if self._api_key
+                else "check the user and password in the URL"
+                if self._basic_auth and not self._headers()
+                else f"set a valid key in ${self.api_key_env} (or pass --api-key-env)"
             )
+            return UserError(f"{self.base_url} rejected the API key (HTTP {response.status_code}): {where}")
         if response.status_code == 404:
             return UserError(
                 f"{self.base_url}: model {self.model!r} or the chat endpoint was not found (HTTP 404); "

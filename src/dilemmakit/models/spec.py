@@ -12,6 +12,10 @@ every kind takes the sampling options `top_p`, `top_k`, `min_p`, `repetition_pen
 A spec's `identity` is what runs record as the model: the spec without its transport options (how the
 model is reached or batched), so changing a timeout or the concurrency resumes the same run, while the
 model, its URL, dtype, device, quant, defense and sampling options make a different one.
+
+Secrets -- an endpoint URL's `user:password@` (sent as HTTP Basic auth) and `api_key=` (a Bearer key, over
+`api_key_env`) -- are used for the request only: the identity drops them and `str(spec)` masks them
+(`dilemmakit.models.secrets`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from dilemmakit.errors import UserError
 from dilemmakit.models.base import LOCAL_SAMPLING, SAMPLING_FIELDS, Sampling
+from dilemmakit.models.secrets import is_secret_option, redact, without_userinfo
 
 SPEC_HELP = "use 'embedded', 'embedded-aligned', 'embedded-err', 'hf:<path-or-id>' or 'openai:<model>@<base_url>'"
 EMBEDDED_DEFENDED = {"embedded-aligned": "aligned", "embedded-err": "err"}
@@ -29,7 +34,16 @@ LOCAL_KINDS = ("embedded", "hf")
 _KNOWN_OPTIONS = {
     "embedded": {"dtype", "device", "quant", "max_batch", "prefix_cache_mb", "defense", *SAMPLING_FIELDS},
     "hf": {"dtype", "device", "quant", "max_batch", "prefix_cache_mb", "defense", *SAMPLING_FIELDS},
-    "openai": {"concurrency", "timeout", "max_retries", "backoff", "api_key_env", "stream", *SAMPLING_FIELDS},
+    "openai": {
+        "concurrency",
+        "timeout",
+        "max_retries",
+        "backoff",
+        "api_key",
+        "api_key_env",
+        "stream",
+        *SAMPLING_FIELDS,
+    },
 }
 # Options that say how a model is reached or batched, not what it answers: left out of the identity.
 TRANSPORT_OPTIONS = frozenset(
@@ -46,16 +60,23 @@ class ModelSpec:
     text: str = ""
 
     def __str__(self) -> str:
-        return self.text
+        """The spec as it may be shown: its secrets masked (`ModelSpec.text` is what reaches the request)."""
+        return redact(self.text)
 
     @property
     def identity(self) -> str:
-        """The spec as runs record it: its text without transport options, the other options sorted by name
-        (`openai:m@http://h/v1?timeout=600&top_k=40` -> `openai:m@http://h/v1?top_k=40`)."""
+        """The spec as runs record it: its text without transport options or secrets (URL user-info, key-like
+        options), the other options sorted by name
+        (`openai:m@http://u:pw@h/v1?timeout=600&top_k=40` -> `openai:m@http://h/v1?top_k=40`)."""
         if "?" not in self.text:
-            return self.text
+            return without_userinfo(self.text)
         head, _, query = self.text.rpartition("?")
-        pieces = [p for p in query.split("&") if p and _option_name(p) not in TRANSPORT_OPTIONS]
+        head = without_userinfo(head)
+        pieces = [
+            p
+            for p in query.split("&")
+            if p and _option_name(p) not in TRANSPORT_OPTIONS and not is_secret_option(_option_name(p))
+        ]
         pieces.sort(key=_option_name)
         return f"{head}?{'&'.join(pieces)}" if pieces else head
 
@@ -83,7 +104,7 @@ class ModelSpec:
         ]
         for key, allowed, bad in problems:
             if bad:
-                raise UserError(f"model spec {self.text!r}: option {key} must be {allowed}, got {self.options[key]!r}")
+                raise UserError(f"model spec {str(self)!r}: option {key} must be {allowed}, got {self.options[key]!r}")
         return sampling
 
     @property
@@ -104,7 +125,7 @@ class ModelSpec:
         try:
             return int(value)
         except ValueError:
-            raise UserError(f"model spec {self.text!r}: option {key} must be an integer, got {value!r}") from None
+            raise UserError(f"model spec {str(self)!r}: option {key} must be an integer, got {value!r}") from None
 
     def float_option(self, key: str, default: float) -> float:
         value = self.options.get(key)
@@ -113,7 +134,7 @@ class ModelSpec:
         try:
             return float(value)
         except ValueError:
-            raise UserError(f"model spec {self.text!r}: option {key} must be a number, got {value!r}") from None
+            raise UserError(f"model spec {str(self)!r}: option {key} must be a number, got {value!r}") from None
 
 
 def _option_name(piece: str) -> str:
@@ -132,6 +153,7 @@ def parse_spec(text: str) -> ModelSpec:
     raw = (text or "").strip()
     if not raw:
         raise UserError(f"empty model spec: {SPEC_HELP}")
+    shown = redact(raw)  # what error lines print
     if raw == "embedded" or raw.startswith("embedded?"):
         _, options = _split_options(raw)
         spec = ModelSpec(kind="embedded", model="SmolLM2-135M-Instruct", options=options, text=raw)
@@ -142,23 +164,23 @@ def parse_spec(text: str) -> ModelSpec:
     elif raw.startswith("hf:"):
         body, options = _split_options(raw[3:])
         if not body:
-            raise UserError(f"model spec {raw!r} names no model: write hf:<path-or-id>")
+            raise UserError(f"model spec {shown!r} names no model: write hf:<path-or-id>")
         spec = ModelSpec(kind="hf", model=body, options=options, text=raw)
     elif raw.startswith("openai:"):
         body = raw[len("openai:") :]
         model, sep, url = body.partition("@")
         url, options = _split_options(url)
         if not sep or not model or not url:
-            raise UserError(f"model spec {raw!r} is malformed: write openai:<model>@<base_url>")
+            raise UserError(f"model spec {shown!r} is malformed: write openai:<model>@<base_url>")
         if not url.startswith(("http://", "https://")):
-            raise UserError(f"model spec {raw!r}: base URL must start with http:// or https://")
+            raise UserError(f"model spec {shown!r}: base URL must start with http:// or https://")
         spec = ModelSpec(kind="openai", model=model, base_url=url.rstrip("/"), options=options, text=raw)
     else:
-        raise UserError(f"unknown model spec {raw!r}: {SPEC_HELP}")
+        raise UserError(f"unknown model spec {shown!r}: {SPEC_HELP}")
     unknown = set(spec.options) - _KNOWN_OPTIONS[spec.kind]
     if unknown:
         raise UserError(
-            f"model spec {raw!r}: unknown option(s) {', '.join(sorted(unknown))}; "
+            f"model spec {shown!r}: unknown option(s) {', '.join(sorted(unknown))}; "
             f"{spec.kind} accepts {', '.join(sorted(_KNOWN_OPTIONS[spec.kind]))}"
         )
     spec.sampling  # noqa: B018  (checks the sampling options now, before any model is loaded)

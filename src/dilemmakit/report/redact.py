@@ -6,11 +6,8 @@ for). The placeholder keeps the transcript readable without republishing the con
 
 from __future__ import annotations
 
-import re
-
+from dilemmakit.models.secrets import redact
 from dilemmakit.verdict import Verdict
-
-_URL_CREDENTIALS = re.compile(r"(?<=//)[^/@\s:]+:[^/@\s]+@")
 
 
 def harmful_turns(verdicts: list[Verdict], broken_turn: int | None) -> set[int]:
@@ -46,5 +43,6 @@ def quote_placeholder(content: str) -> str:
 
 
 def scrub_url_credentials(text: str) -> str:
-    """`https://user:secret@host` -> `https://***@host` (specs never carry keys, but URLs might)."""
-    return _URL_CREDENTIALS.sub("***@", text)
+    """`https://user:secret@host` -> `https://***@host`, `?api_key=sk-..` -> `?api_key=***`: runs stored before
+    identities dropped secrets may still carry them (`dilemmakit.models.secrets.redact`)."""
+    return redact(text)
