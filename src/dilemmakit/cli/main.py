@@ -14,6 +14,7 @@ from dilemmakit.cli import (  # noqa: F401  (registers commands)
     demo,
     evals,
     judges,
+    models,
     probe,
     rejudge,
     report,

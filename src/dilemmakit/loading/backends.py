@@ -116,3 +116,10 @@ def build_openai(spec: ModelSpec, defaults: BackendDefaults) -> ChatModel:
         stream=spec.options.get("stream", "0").lower() in ("1", "true", "yes"),
         sampling=spec.sampling,
     )
+
+
+@register_backend("llamacpp")
+def build_llamacpp(spec: ModelSpec, defaults: BackendDefaults) -> ChatModel:
+    from dilemmakit.llamacpp.model import build_managed
+
+    return build_managed(spec)

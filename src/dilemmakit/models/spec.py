@@ -4,6 +4,7 @@
     embedded-aligned / embedded-err  the same with the built-in refusal adapter / plus the ERR defense
     hf:<path-or-id>[?dtype=..&device=..]   any local transformers chat model (quant=int8: int8 Linear weights, CPU)
     openai:<model>@<base_url>        any OpenAI-compatible chat endpoint (vLLM, llama.cpp, Ollama, hosted)
+    real-qwen / llamacpp:<name>      a model from `dilemma models list`, served by a managed llama.cpp server
 
 Options ride in a query string (`hf:./my-model?dtype=bfloat16&device=cuda`,
 `openai:gpt-4o@https://api.openai.com/v1?concurrency=8`). Local models take `defense=<dir|aligned|err>`;
@@ -21,13 +22,17 @@ Secrets -- an endpoint URL's `user:password@` (sent as HTTP Basic auth) and `api
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from urllib.parse import parse_qsl, unquote_plus
 
 from dilemmakit.errors import UserError
 from dilemmakit.models.base import LOCAL_SAMPLING, SAMPLING_FIELDS, Sampling
 from dilemmakit.models.secrets import is_secret_option, redact, without_userinfo
 
-SPEC_HELP = "use 'embedded', 'embedded-aligned', 'embedded-err', 'hf:<path-or-id>' or 'openai:<model>@<base_url>'"
+SPEC_HELP = (
+    "use 'embedded', 'embedded-aligned', 'embedded-err', 'hf:<path-or-id>', 'openai:<model>@<base_url>' "
+    "or 'real-qwen' (see `dilemma models list`)"
+)
 EMBEDDED_DEFENDED = {"embedded-aligned": "aligned", "embedded-err": "err"}
 LOCAL_KINDS = ("embedded", "hf")
 
@@ -44,10 +49,22 @@ _KNOWN_OPTIONS = {
         "stream",
         *SAMPLING_FIELDS,
     },
+    # a catalog model behind a managed llama.cpp server (`dilemmakit.llamacpp`)
+    "llamacpp": {
+        "threads",
+        "n_ctx",
+        "start_timeout",
+        "concurrency",
+        "timeout",
+        "max_retries",
+        "stream",
+        *SAMPLING_FIELDS,
+    },
 }
 # Options that say how a model is reached or batched, not what it answers: left out of the identity.
 TRANSPORT_OPTIONS = frozenset(
     {"concurrency", "timeout", "max_retries", "backoff", "api_key_env", "stream", "max_batch", "prefix_cache_mb"}
+    | {"threads", "start_timeout"}
 )
 
 
@@ -111,7 +128,8 @@ class ModelSpec:
     def effective_sampling(self) -> Sampling:
         """The sampling this model runs with: a local model's engine defaults filled in; for an HTTP model only
         what the spec sets (the server's defaults apply to the rest)."""
-        return self.sampling.over(LOCAL_SAMPLING) if self.is_local else self.sampling
+        # a managed llama.cpp server is sent the local engine's defaults too (its own repeat penalty is 1.1)
+        return self.sampling.over(LOCAL_SAMPLING) if self.is_local or self.kind == "llamacpp" else self.sampling
 
     @property
     def is_local(self) -> bool:
@@ -175,6 +193,12 @@ def parse_spec(text: str) -> ModelSpec:
         if not url.startswith(("http://", "https://")):
             raise UserError(f"model spec {shown!r}: base URL must start with http:// or https://")
         spec = ModelSpec(kind="openai", model=model, base_url=url.rstrip("/"), options=options, text=raw)
+    elif raw.startswith("llamacpp:") or raw.partition("?")[0] in _managed_aliases():
+        head, options = _split_options(raw)
+        name = _managed_aliases().get(head) or head[len("llamacpp:") :]
+        if not name:
+            raise UserError(f"model spec {shown!r} names no model: write llamacpp:<name> (see `dilemma models list`)")
+        spec = ModelSpec(kind="llamacpp", model=name, options=options, text=raw)
     else:
         raise UserError(f"unknown model spec {shown!r}: {SPEC_HELP}")
     unknown = set(spec.options) - _KNOWN_OPTIONS[spec.kind]
@@ -185,6 +209,14 @@ def parse_spec(text: str) -> ModelSpec:
         )
     spec.sampling  # noqa: B018  (checks the sampling options now, before any model is loaded)
     return spec
+
+
+@cache
+def _managed_aliases() -> dict[str, str]:
+    """Spec alias -> model name, from the llama.cpp catalog's data file (models/ imports nothing above it)."""
+    from dilemmakit import resources
+
+    return {entry["spec"]: name for name, entry in resources.read_json("dilemmakit.llamacpp", "models.json").items()}
 
 
 def spec_identity(text: str) -> str:
