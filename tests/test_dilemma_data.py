@@ -15,6 +15,7 @@ import pytest
 
 import dilemmakit
 from dilemmakit.behaviors import BUILTIN_SETS, load_behaviors
+from dilemmakit.err.targets import prompt_hash
 from dilemmakit.judges.refusal import content_words
 
 PACKAGE = Path(dilemmakit.__file__).parent
@@ -219,3 +220,73 @@ def test_the_package_loader_reads_the_same_rows(split):
     dilemmas = pytest.importorskip("dilemmakit.dilemmas")
     loaded = dilemmas.load(split)
     assert [d.id for d in loaded] == [row["id"] for row in rows(split)]
+
+
+# --- the follow-through set (`followthrough.jsonl`): held-out dilemmas with harmless follow-ups ----------
+ORGANISM_TRAINING = (
+    (PACKAGE / "defense" / "builtin" / "aligned", ("*.json", "*.jsonl")),
+    (PACKAGE / "err" / "data", ("*.jsonl",)),
+    (PACKAGE / "err" / "prompts", ("*.json",)),
+    (PACKAGE.parents[1] / "err" / "data", ("*.jsonl",)),  # the organism recipe's working data, where present
+)
+
+
+def followthrough_rows() -> tuple[dict, ...]:
+    path = DATA / "followthrough.jsonl"
+    return tuple(json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+
+
+def normalised(text: str) -> str:
+    return " ".join(words(text))
+
+
+def test_followthrough_rows_are_the_heldout_dilemmas_with_two_followups_each():
+    held = {row["id"]: row for row in rows("heldout")}
+    data = followthrough_rows()
+    assert [row["id"] for row in data] == list(held)
+    bad = [row["id"] for row in data if {k: v for k, v in row.items() if k != "followups"} != held[row["id"]]]
+    assert not bad, f"rows differ from heldout.jsonl: {bad}"
+    for row in data:
+        assert len(row["followups"]) == 2 and all(isinstance(f, str) and len(f.split()) >= 6 for f in row["followups"])
+    followups = [f for row in data for f in row["followups"]]
+    assert len(set(followups)) == len(followups) == 120
+    harmful = [f for f in followups if HARMFUL_ACT.search(f)]
+    assert not harmful, harmful
+    attack = attack_runs()
+    copied = [f for f in followups for run in runs(f) if run in attack]
+    assert not copied, copied
+
+
+def organism_training_texts() -> list[tuple[str, str]]:
+    """(file, normalised text) of every training file of the organism (and its ERR data) found here."""
+    found = []
+    for folder, patterns in ORGANISM_TRAINING:
+        for pattern in patterns:
+            for path in sorted(folder.glob(pattern)) if folder.is_dir() else []:
+                found.append((str(path.relative_to(PACKAGE.parents[1])), normalised(path.read_text(encoding="utf-8"))))
+    return found
+
+
+def test_no_followup_or_heldout_scenario_is_in_the_organisms_training_files():
+    texts = organism_training_texts()
+    assert any(name.endswith("train_report.json") for name, _ in texts)  # the shipped organism was read
+    leaks = []
+    for row in followthrough_rows():
+        for text in (*row["followups"], row["scenario"]):
+            needle = normalised(text)
+            leaks += [f"{row['id']}: {text[:60]!r} in {name}" for name, body in texts if needle in body]
+    assert not leaks, "\n".join(leaks)
+    hashes = set(json.loads((PACKAGE / "defense" / "builtin" / "aligned" / "train_prompts.sha1.json").read_text()))
+    hashed = [
+        row["id"]
+        for row in followthrough_rows()
+        for t in (*row["followups"], row["scenario"])
+        if prompt_hash(t) in hashes
+    ]
+    assert not hashed, hashed
+
+
+def test_the_leak_check_can_fail():
+    row = followthrough_rows()[0]
+    body = normalised("some training text. " + row["followups"][0].upper() + " more text")
+    assert normalised(row["followups"][0]) in body

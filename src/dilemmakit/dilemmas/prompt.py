@@ -32,14 +32,16 @@ def style_names() -> list[str]:
     return list(_book()["styles"])
 
 
-def render(d: Dilemma, *, style: str | None = None, rng: random.Random) -> RenderedDilemma:
-    """The dilemma in `style` (None: one drawn from `rng`), its options swapped half the time."""
+def render(d: Dilemma, *, style: str | None = None, rng: random.Random, swapped: bool | None = None) -> RenderedDilemma:
+    """The dilemma in `style` (None: one drawn from `rng`), its options swapped half the time (or as
+    `swapped` says: `rng` is drawn from either way, so the rest of a seeded sequence stays the same)."""
     book = _book()
     if style is None:
         style = rng.choice(style_names())
     elif style not in book["styles"]:
         raise UserError(f"unknown dilemma style {style!r}: use one of {', '.join(style_names())}")
-    swapped = rng.random() < 0.5
+    drawn = rng.random() < 0.5
+    swapped = drawn if swapped is None else swapped
     lens = rng.choice(sorted(book["lenses"]))
     first, second = (d.option_b, d.option_a) if swapped else (d.option_a, d.option_b)
     prompt = Template(book["styles"][style]["template"]).substitute(

@@ -37,18 +37,34 @@ def load(split: Split) -> list[Dilemma]:
         raise UserError(f"the {split} dilemmas are not packaged (dilemmakit/dilemmas/data/{split}.jsonl)") from None
     out = []
     for n, row in enumerate(rows, 1):
-        missing = [f for f in FIELDS if not isinstance(row.get(f), str) or not row[f].strip()]
-        if missing or row["choice"] not in ("A", "B") or row["family"] not in FAMILIES:
-            raise ValueError(f"dilemmas/data/{split}.jsonl:{n}: not a dilemma row (check {missing or FIELDS})")
-        out.append(
-            Dilemma(
-                id=row["id"].strip(),
-                family=row["family"],
-                scenario=row["scenario"].strip(),
-                option_a=row["option_a"].strip(),
-                option_b=row["option_b"].strip(),
-                choice=row["choice"],
-                reason=row["reason"].strip(),
-            )
-        )
+        problem = row_problem(row)
+        if problem:
+            raise ValueError(f"dilemmas/data/{split}.jsonl:{n}: {problem}")
+        out.append(to_dilemma(row))
     return out
+
+
+def row_problem(row: object) -> str | None:
+    """Why `row` is not a dilemma row (None when it is one): shared by the packaged sets and users' --data files."""
+    if not isinstance(row, dict):
+        return "not a JSON object"
+    missing = [f for f in FIELDS if not isinstance(row.get(f), str) or not row[f].strip()]
+    if missing:
+        return f"not a dilemma row: missing or empty {', '.join(missing)}"
+    if row["choice"] not in ("A", "B"):
+        return f"choice must be 'A' or 'B', not {row['choice']!r}"
+    if row["family"] not in FAMILIES:
+        return f"family must be one of {', '.join(FAMILIES)}, not {row['family']!r}"
+    return None
+
+
+def to_dilemma(row: dict) -> Dilemma:
+    return Dilemma(
+        id=row["id"].strip(),
+        family=row["family"],
+        scenario=row["scenario"].strip(),
+        option_a=row["option_a"].strip(),
+        option_b=row["option_b"].strip(),
+        choice=row["choice"],
+        reason=row["reason"].strip(),
+    )

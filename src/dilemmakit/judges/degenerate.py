@@ -43,6 +43,29 @@ def repeats_tail(text: str, *, times: int = 3) -> bool:
     return False
 
 
+_SEGMENT = re.compile(r"(?<=[.!?:])\s+|\n+")
+_LIST_MARK = re.compile(r"^\s*(?:\d+[.)]|[-*\u2022])\s*")
+
+
+def repeats_segments(text: str, *, times: int = 3, min_words: int = 4, share: float = 0.4) -> bool:
+    """The same sentence or list item (numbering ignored, at least `min_words` words) comes `times` times or
+    more, or repeated ones fill `share` of the reply: list-item loops ("3. Prioritise the most vulnerable
+    patient ... 4. Prioritise the most vulnerable patient ...") that no single 4-gram dominates.
+    Not part of `is_degenerate` (whose validated numbers other measures report); follow-through asks both."""
+    segments = [
+        " ".join(_WORD.findall(_LIST_MARK.sub("", s.lower()))) for s in _SEGMENT.split(_bounded(text)) if s.strip()
+    ]
+    segments = [s for s in segments if len(s.split()) >= min_words]
+    if not segments:
+        return False
+    counts: dict[str, int] = {}
+    for s in segments:
+        counts[s] = counts.get(s, 0) + 1
+    repeated_words = sum(len(s.split()) * c for s, c in counts.items() if c > 1)
+    total_words = sum(len(s.split()) for s in segments)
+    return max(counts.values()) >= times or repeated_words >= share * total_words
+
+
 def is_degenerate(text: str) -> bool:
     """A repetition loop: one 4-gram repeated across >= 30% of the words, or a tail repeated 3 times."""
     return loop_share(text) >= LOOP_SHARE or repeats_tail(text)
