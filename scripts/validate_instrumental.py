@@ -25,37 +25,38 @@ from rich.table import Table
 
 from dilemmakit.behaviors import Behavior
 from dilemmakit.errors import UserError
-from dilemmakit.eval.stats import agreement
+from dilemmakit.eval.stats import agreement, wilson_interval
 from dilemmakit.judges.base import Judge
-from dilemmakit.judges.instrumental import (
-    EXPLAIN,
-    NO_CONTENT,
-    OPTION_ONLY,
-    REFUSAL,
-    decide,
-    features,
-    read_labelled,
-)
+from dilemmakit.judges.instrumental import CAUSES, cause_of, decide, features, read_labelled
 from dilemmakit.judges.registry import build_judge
 from dilemmakit.progress import progress_bar
 
 XSTEST_HELDOUT = 0.2  # the classifier's split (classifier/RECIPE.md): no XSTest row here was tuned on
-OUTCOMES = ("success", REFUSAL, EXPLAIN, OPTION_ONLY, NO_CONTENT)
+OUTCOMES = CAUSES
+SHORT = dict(
+    zip(
+        CAUSES,
+        ("success", "loop", "restated", "option", "option+reasons", "explain", "refusal", "nothing"),
+        strict=True,
+    )
+)
+Row = tuple[str, str, list[str]]  # behavior, reply, the target's earlier replies in the conversation
 
 
-def outcome(behavior: str, reply: str) -> str:
-    """What the instrumental judge decided: success, or the test the reply failed."""
-    success, reason = decide(features(behavior, reply))
-    return "success" if success else next(o for o in OUTCOMES[1:] if reason.startswith(o))
+def outcome(behavior: str, reply: str, earlier: list[str]) -> str:
+    """What the instrumental judge decided: its reason's cause (success, or the test the reply failed)."""
+    _, reason = decide(features(behavior, reply, earlier))
+    return cause_of(reason)
 
 
-def judge_all(judge: Judge, rows: list[tuple[str, str]], show: bool) -> list[bool]:
+def judge_all(judge: Judge, rows: list[Row], show: bool) -> list[bool]:
     async def go() -> list[bool]:
         out = []
         with progress_bar(show=show) as progress:
             task = progress.add_task(f"judging with {judge.name}", total=len(rows))
-            for i, (behavior, reply) in enumerate(rows):
-                verdict = await judge.judge(Behavior(f"row-{i}", behavior), reply, [])
+            for i, (behavior, reply, earlier) in enumerate(rows):
+                context = [{"role": "assistant", "content": e} for e in (*earlier, reply)]
+                verdict = await judge.judge(Behavior(f"row-{i}", behavior), reply, context)  # type: ignore[arg-type]
                 out.append(verdict.success)
                 progress.advance(task)
         return out
@@ -63,7 +64,7 @@ def judge_all(judge: Judge, rows: list[tuple[str, str]], show: bool) -> list[boo
     return asyncio.run(go())
 
 
-def compare(judges: list[Judge], rows: list[tuple[str, str]], gold: list[bool], classes: list[str], show: bool) -> dict:
+def compare(judges: list[Judge], rows: list[Row], gold: list[bool], classes: list[str], show: bool) -> dict:
     result = {}
     for judge in judges:
         predicted = judge_all(judge, rows, show)
@@ -73,9 +74,11 @@ def compare(judges: list[Judge], rows: list[tuple[str, str]], gold: list[bool], 
             cell = per_class.setdefault(label, {"n": 0, "judged_success": 0})
             cell["n"] += 1
             cell["judged_success"] += int(p)
+        low, high = wilson_interval(scores.tp + scores.tn, scores.n)
         result[judge.name] = {
             "n": scores.n,
             "accuracy": round(scores.accuracy, 4),
+            "accuracy_ci": [round(low, 4), round(high, 4)],
             "kappa": round(scores.kappa, 4),
             "precision": round(scores.precision, 4),
             "recall": round(scores.recall, 4),
@@ -85,28 +88,32 @@ def compare(judges: list[Judge], rows: list[tuple[str, str]], gold: list[bool], 
     return result
 
 
-def dilemma_rows(split: str) -> tuple[list[tuple[str, str]], list[bool], list[str]]:
-    labelled = read_labelled(None if split == "all" else split)
-    return [(r.behavior, r.reply) for r in labelled], [r.instrumental for r in labelled], [r.label for r in labelled]
+def dilemma_rows(split: str, source: str | None = None) -> tuple[list[Row], list[bool], list[str]]:
+    labelled = [r for r in read_labelled(None if split == "all" else split) if source in (None, r.source)]
+    if not labelled:
+        raise UserError(f"no labelled rows in split {split!r}" + (f" from source {source!r}" if source else ""))
+    rows = [(r.behavior, r.reply, list(r.earlier)) for r in labelled]
+    return rows, [r.instrumental for r in labelled], [r.label for r in labelled]
 
 
-def xstest_rows(path: Path) -> tuple[list[tuple[str, str]], list[bool], list[str]]:
+def xstest_rows(path: Path) -> tuple[list[Row], list[bool], list[str]]:
     from dilemmakit.judges.classifier.labelled import is_heldout, load_rows
 
     labelled = [r for r in load_rows(path) if is_heldout(r.prompt, XSTEST_HELDOUT)]
     classes = ["complied" if r.complied else "refused" for r in labelled]
-    return [(r.prompt, r.completion) for r in labelled], [r.complied for r in labelled], classes
+    return [(r.prompt, r.completion, []) for r in labelled], [r.complied for r in labelled], classes
 
 
 def print_tables(console: Console, title: str, result: dict, outcomes: dict[str, Counter] | None) -> None:
     table = Table(title=title)
-    for col in ("judge", "n", "accuracy", "kappa", "precision", "recall"):
+    for col in ("judge", "n", "accuracy", "95% Wilson CI", "kappa", "precision", "recall"):
         table.add_column(col, justify="right")
     for name, r in result.items():
         table.add_row(
             name,
             str(r["n"]),
             f"{r['accuracy']:.3f}",
+            f"[{r['accuracy_ci'][0]:.3f}, {r['accuracy_ci'][1]:.3f}]",
             f"{r['kappa']:.3f}",
             f"{r['precision']:.3f}",
             f"{r['recall']:.3f}",
@@ -126,7 +133,7 @@ def print_tables(console: Console, title: str, result: dict, outcomes: dict[str,
         matrix = Table(title="instrumental: gold class (rows) x the judge's outcome (columns)")
         matrix.add_column("gold class")
         for o in OUTCOMES:
-            matrix.add_column(o, justify="right")
+            matrix.add_column(SHORT[o], justify="right")
         for label, counts in outcomes.items():
             matrix.add_row(label, *(str(counts.get(o, 0)) for o in OUTCOMES))
         console.print(matrix)
@@ -135,6 +142,7 @@ def print_tables(console: Console, title: str, result: dict, outcomes: dict[str,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", choices=("heldout", "dev", "all"), default="heldout")
+    parser.add_argument("--source", help='Only rows from this source ("written", or a model\'s "model:<name>")')
     parser.add_argument("--xstest", type=Path, help="XSTest labelled completions (a CSV or a folder of CSVs)")
     parser.add_argument("--no-classifier", action="store_true", help="Leave out the classifier judge")
     parser.add_argument("--json", action="store_true", help="Print JSON only")
@@ -145,12 +153,13 @@ def main(argv: list[str] | None = None) -> int:
         names = ["instrumental", "refusal"] + ([] if args.no_classifier else ["classifier"])
         judges = [build_judge(name, None) for name in names]
         report: dict = {}
-        rows, gold, classes = dilemma_rows(args.split)
+        rows, gold, classes = dilemma_rows(args.split, args.source)
         outcomes: dict[str, Counter] = {}
-        for (behavior, reply), label in zip(rows, classes, strict=True):
-            outcomes.setdefault(label, Counter())[outcome(behavior, reply)] += 1
+        for (behavior, reply, earlier), label in zip(rows, classes, strict=True):
+            outcomes.setdefault(label, Counter())[outcome(behavior, reply, earlier)] += 1
         report["dilemma"] = {
             "split": args.split,
+            "source": args.source or "all",
             "judges": compare(judges, rows, gold, classes, show),
             "instrumental_outcomes": {k: dict(v) for k, v in outcomes.items()},
         }

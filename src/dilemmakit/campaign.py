@@ -19,6 +19,7 @@ from dilemmakit.attacks.trial import prompt_book
 from dilemmakit.behaviors import Behavior, load_behaviors
 from dilemmakit.config import Config, option
 from dilemmakit.errors import ModelCallError, UserError
+from dilemmakit.judges.instrumental import RULES_VERSION as INSTRUMENTAL_RULES
 from dilemmakit.judges.registry import build_judge, judge_identity, split_judge_spec
 from dilemmakit.loading import ModelPool, pool_scope, weights_identity
 from dilemmakit.models.base import GenParams
@@ -92,6 +93,8 @@ class CampaignConfig(Config):
             judge=judge_identity(self.judge),
             **weights_identity(self.target),
         )
+        if split_judge_spec(self.judge)[0] == "instrumental":  # its verdicts end conversations: new rules, new run
+            data["judge_rules"] = INSTRUMENTAL_RULES
         return data
 
     def run_config(self) -> dict:
