@@ -58,9 +58,9 @@ class CampaignConfig(Config):
         "TRIAL helper gives no usable clue/scenario: template (fall back) | skip (a failed attempt, as the authors)",
     )
     target_max_tokens: int = option(1024, "Target max new tokens (paper: 1024)", flag="max-tokens")
-    target_temperature: float = option(1.0)
+    target_temperature: float = option(1.0, "Target sampling temperature")
     attacker_max_tokens: int = option(512, cli=False)
-    attacker_temperature: float = option(1.0)
+    attacker_temperature: float = option(1.0, "Attacker/helper sampling temperature")
     n_streams: int = option(1, "PAIR: attacker streams taking turns within the --max-rounds queries", ge=1)
     keep_last_n: int = option(4, "PAIR: earlier attempts each stream's attacker sees", ge=1)
     actor_num: int = option(3, "ActorAttack: actors planned and tried in turn within the budget", ge=1)

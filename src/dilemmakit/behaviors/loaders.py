@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import random
 from pathlib import Path
 
 from dilemmakit import resources
 from dilemmakit.behaviors.behavior import Behavior
 from dilemmakit.errors import UserError
+from dilemmakit.userdata import ENCODING, loads_json
 
 JBB_CATEGORIES = [
     "Harassment/Discrimination",
@@ -36,6 +36,9 @@ BUILTIN_SETS = {
 PROMPT_COLUMN_GUESSES = ("prompt", "behavior", "Behavior", "goal", "forbidden_prompt", "instruction", "question")
 CATEGORY_COLUMN_GUESSES = ("category", "Category", "SemanticCategory")
 ID_COLUMN_GUESSES = ("id", "behavior_id", "BehaviorID")
+# A behavior is one request. A prompt (with its context) longer than this is a malformed row, refused at
+# load: every attack and judge scans the prompt with keyword rules, and a 50 MB one took minutes.
+MAX_PROMPT_CHARS = 100_000
 
 
 def _read_rows(path: Path) -> list[tuple[int, dict]]:
@@ -44,7 +47,7 @@ def _read_rows(path: Path) -> list[tuple[int, dict]]:
         raise UserError(f"behaviors file not found: {path}")
     suffix = path.suffix.lower()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding=ENCODING)
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text; save it as UTF-8 CSV or JSONL") from None
     if suffix in (".jsonl", ".json", ".ndjson"):
@@ -53,9 +56,11 @@ def _read_rows(path: Path) -> list[tuple[int, dict]]:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{lineno}: malformed JSON line ({exc.msg}); fix or remove that line") from None
+                row = loads_json(line)
+            except ValueError as exc:  # json.JSONDecodeError, nesting too deep included
+                raise UserError(
+                    f"{path}:{lineno}: malformed JSON line ({getattr(exc, 'msg', exc)}); fix or remove that line"
+                ) from None
             if not isinstance(row, dict):
                 raise UserError(f"{path}:{lineno}: each line must be a JSON object, got {type(row).__name__}")
             rows.append((lineno, row))
@@ -79,6 +84,10 @@ def _read_csv_rows(path: Path, text: str, delimiter: str) -> list[tuple[int, dic
             return rows
         except csv.Error as exc:
             problem = "a quoted field is never closed (unterminated quote)" if "end of data" in str(exc) else str(exc)
+            if "field larger than field limit" in str(exc):
+                problem = (
+                    f"a field is over {csv.field_size_limit():,} characters (a prompt may have {MAX_PROMPT_CHARS:,})"
+                )
             raise UserError(f"{path}:{start}: malformed CSV row: {problem}") from None
         if not fields:  # a blank line
             continue
@@ -125,6 +134,11 @@ def _rows_to_behaviors(
             raise UserError(f"{path}:{lineno}: empty or missing {prompt_col!r}; every row needs a prompt")
         context = (row.get(context_col) or "").strip() if context_col else ""
         text = f"{context}\n\n---\n\n{prompt.strip()}" if context else prompt.strip()
+        if len(text) > MAX_PROMPT_CHARS:
+            raise UserError(
+                f"{path}:{lineno}: the prompt is {len(text):,} characters, over the {MAX_PROMPT_CHARS:,} a behavior "
+                "may have; a row is one request: shorten it or fix the file"
+            )
         bid = str(row.get(id_col) or "").strip() if id_col else ""
         bid = bid or f"{source}-{index:04d}"
         if bid in seen:

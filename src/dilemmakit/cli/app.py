@@ -15,5 +15,6 @@ app = typer.Typer(
     add_completion=False,
 )
 # Piped or logged output (CI, `make demo | tee`) gets wide tables instead of rich's 80-column default.
-out = Console(width=None if sys.stdout.isatty() else 140)
+PIPED_WIDTH = 140
+out = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
 err = Console(stderr=True)

@@ -27,6 +27,7 @@ from typer.models import OptionInfo
 
 from dilemmakit.cli.app import app
 from dilemmakit.errors import UserError
+from dilemmakit.userdata import ENCODING
 
 OPTION = "--config"
 
@@ -55,7 +56,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if suffix not in (".toml", ".yaml", ".yml"):
         raise UserError(f"config file {path}: use a .toml, .yaml or .yml file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding=ENCODING)
     except FileNotFoundError:
         raise UserError(f"config file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -65,6 +66,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise UserError(f"config file {path} is not valid TOML: {exc}") from None
+        except RecursionError:
+            raise UserError(f"config file {path} is not valid TOML: nested too deeply") from None
     else:
         import yaml
 
@@ -73,6 +76,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         except yaml.YAMLError as exc:
             detail = " ".join(str(exc).split())
             raise UserError(f"config file {path} is not valid YAML: {detail}") from None
+        except RecursionError:
+            raise UserError(f"config file {path} is not valid YAML: nested too deeply") from None
         if data is None:
             data = {}
     if not isinstance(data, dict):

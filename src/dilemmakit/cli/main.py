@@ -21,7 +21,7 @@ from dilemmakit.cli import (  # noqa: F401  (registers commands)
     runs,
     serve,
 )
-from dilemmakit.cli.app import app, err
+from dilemmakit.cli.app import PIPED_WIDTH, app, err
 from dilemmakit.errors import FailedCalls, ModelCallError, UserError
 
 try:  # typer >= 0.20 vendors click; older versions use click itself
@@ -43,6 +43,10 @@ def run(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        # `--help | less`: typer's help panels as wide as our piped tables, not 80 columns of wrapped words
+        # (typer reads TERMINAL_WIDTH when it first draws help).
+        os.environ.setdefault("TERMINAL_WIDTH", str(PIPED_WIDTH))
     try:
         rv = app(args=config.hoist_config(sys.argv[1:] if argv is None else list(argv)), standalone_mode=False)
     except UserError as exc:

@@ -17,7 +17,7 @@ from dilemmakit.store.export import write_csv, write_jsonl
 
 @app.command()
 def export(
-    run_dir: Path = typer.Option(..., "--run-dir"),
+    run_dir: Path = typer.Option(..., "--run-dir", help="Run directory (holds dilemma.sqlite)"),
     format: str = typer.Option("jsonl", "--format", help="jsonl | csv"),
     out_file: Path | None = typer.Option(None, "--out", help="File to write (default: stdout)"),
 ) -> None:
@@ -42,7 +42,7 @@ def export(
 
 @app.command()
 def summary(
-    run_dir: Path = typer.Option(..., "--run-dir"),
+    run_dir: Path = typer.Option(..., "--run-dir", help="Run directory (holds dilemma.sqlite)"),
     judge: str | None = typer.Option(
         None, "--judge", help="Count each conversation as this judge saw it (a judge `dilemma rejudge` added)"
     ),

@@ -11,8 +11,8 @@ from dilemmakit.cli.app import app, err
 def serve(
     model: str = typer.Option(..., "--model", help="Model spec: embedded | embedded-err | hf:<path> | openai:..."),
     defense: str | None = typer.Option(None, "--defense", help="A defense directory (or aligned|err) to install"),
-    host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = typer.Option(8000, "--port"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on"),
+    port: int = typer.Option(8000, "--port", help="Port to listen on"),
     served_name: str | None = typer.Option(None, "--served-name", help="Model id reported by /v1/models"),
 ) -> None:
     """Serve /v1/chat/completions (streaming, n, stop) and /v1/models; the gate score rides in X-Dilemma-Gate."""

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from dilemmakit.errors import UserError
+from dilemmakit.userdata import ENCODING, loads_json
 
 CONFIG_NAME = "defense.json"
 WEIGHTS_NAME = "defense.safetensors"
@@ -77,8 +78,8 @@ class DefenseConfig:
         if not path.exists():
             raise UserError(f"{directory} is not a defense directory: it has no {CONFIG_NAME}")
         try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
+            data = loads_json(path.read_text(encoding=ENCODING))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise UserError(f"{path} is not valid JSON: {exc}") from None
         known = {f.name for f in fields(cls)}
         data = {k: v for k, v in data.items() if k in known}

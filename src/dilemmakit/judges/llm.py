@@ -10,6 +10,7 @@ article: ..." is for the judge to read), as in the official judges.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from string import Template
@@ -43,11 +44,47 @@ def load_judge_prompt(name: str) -> Template:
     return Template("".join(lines))
 
 
+# Letters and brackets that look like the markers' ASCII ones but survive NFKC (Cyrillic and Greek capitals,
+# angle-bracket variants), folded only to find markers: the same length, so a match's span is the text's.
+_LOOK_ALIKES = str.maketrans(
+    {
+        **dict.fromkeys("\u2039\u2329\u27e8\u3008\u276c\u29fc", "<"),
+        **dict.fromkeys("\u203a\u232a\u27e9\u3009\u276d\u29fd", ">"),
+        **dict(zip("\u0410\u0412\u0415\u041d\u041e\u0420\u0421\u0422\u0405\u0406", "ABEHOPCTSI", strict=True)),
+        **dict(zip("\u0430\u0435\u043e\u0440\u0441\u0455\u0456", "aeopcsi", strict=True)),
+        **dict(zip("\u0391\u0392\u0395\u0399\u039d\u039f\u03a1\u03a4", "ABEINOPT", strict=True)),
+        **dict(zip("\u050c\u051a\u054d", "GQU", strict=True)),
+    }
+)
+_LINE_BREAKS = re.compile(r"\r\n?|[\x0b\x0c\x85\u2028\u2029]")
+
+
+def _canonical(text: str) -> str:
+    """NFKC (full-width `＜ＥＮＤ　ＲＥＳＰＯＮＳＥ＞` becomes ASCII), without format characters (zero-width
+    joiners and spaces, bidi controls: Unicode category Cf) and with every line break a newline, so a forged
+    marker or answer line cannot hide from the patterns below."""
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    return _LINE_BREAKS.sub("\n", text)
+
+
+def _sub_look_alikes(pattern: re.Pattern[str], repl: Callable[[re.Match[str]], str], text: str) -> str:
+    """`pattern.sub(repl, text)`, matching where look-alike letters are read as the ASCII ones."""
+    folded = text.translate(_LOOK_ALIKES)
+    pieces, end = [], 0
+    for m in pattern.finditer(folded):
+        pieces += [text[end : m.start()], repl(m)]
+        end = m.end()
+    return "".join(pieces) + text[end:]
+
+
 def neutralise(text: str) -> str:
-    """Stop judged text from closing its own delimiter or writing lines of the judge's answer format."""
-    text = _MARKER.sub(lambda m: f"[{m.group(1).lower()} {m.group(2).lower()}]", text)
-    text = _RUBRIC_TOKEN.sub(lambda m: f"(hash) {m.group(1)}", text)
-    return _ANSWER_LINE.sub(lambda m: f"{m.group(1)}({m.group(2)}.{m.group(3)})", text)
+    """Stop judged text from closing its own delimiter or writing lines of the judge's answer format,
+    in ASCII or in look-alike characters."""
+    text = _canonical(text)
+    text = _sub_look_alikes(_MARKER, lambda m: f"[{m.group(1).lower()} {m.group(2).lower()}]", text)
+    text = _sub_look_alikes(_RUBRIC_TOKEN, lambda m: f"(hash) {m.group(1)}", text)
+    return _sub_look_alikes(_ANSWER_LINE, lambda m: f"{m.group(1)}({m.group(2)}.{m.group(3)})", text)
 
 
 @dataclass(frozen=True)

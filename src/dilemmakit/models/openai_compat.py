@@ -120,6 +120,10 @@ class OpenAICompatModel:
         url, self._basic_auth = split_userinfo(base_url.rstrip("/"))
         self.base_url = url
         self.name = redact(name or f"openai:{model}@{url}")
+        try:
+            httpx.URL(self.base_url)  # parse_spec checks the URL; this is the parser requests will use
+        except httpx.InvalidURL as exc:
+            raise UserError(f"{self.name}: the base URL is not a valid URL ({exc})") from None
         self.api_key_env = api_key_env
         self._api_key = api_key  # the spec's api_key option: wins over the environment variable
         self.concurrency = max(1, concurrency)
@@ -184,9 +188,15 @@ class OpenAICompatModel:
         """Fail fast with a clear message if the endpoint is unreachable or the key is wrong."""
         try:
             response = await self._http().get(f"{self.base_url}/models")
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout) as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise UserError(
                 f"cannot reach {self.base_url} ({type(exc).__name__}): is the server running and the URL right?"
+            ) from None
+        except httpx.TimeoutException as exc:  # connected, but the server stayed silent
+            raise UserError(
+                f"{self.base_url} accepted the connection but did not answer within {self.timeout:g} s "
+                f"({type(exc).__name__}): is the server overloaded or stuck? raise ?timeout=SECONDS on the "
+                "model spec for a slow one"
             ) from None
         except httpx.HTTPError as exc:
             raise UserError(f"cannot talk to {self.base_url}: {type(exc).__name__}") from None
@@ -242,7 +252,7 @@ class OpenAICompatModel:
             data = response.json()
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError):  # too deep: malformed
             raise _Transient("malformed response body", "malformed") from None
         usage = data.get("usage") or {}
         return Reply(
@@ -296,7 +306,7 @@ class OpenAICompatModel:
                             if delta.get("content"):
                                 pieces.append(delta["content"])
                             finish = choices[0].get("finish_reason") or finish
-                        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+                        except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError):
                             raise _Transient("malformed stream chunk", "malformed") from None
         if rejected_usage:  # an older server that does not know stream_options: count deltas instead
             self.stream_usage = False

@@ -21,9 +21,10 @@ Secrets -- an endpoint URL's `user:password@` (sent as HTTP Basic auth) and `api
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cache
-from urllib.parse import parse_qsl, unquote_plus
+from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 from dilemmakit.errors import UserError
 from dilemmakit.models.base import LOCAL_SAMPLING, SAMPLING_FIELDS, Sampling
@@ -208,6 +209,7 @@ def parse_spec(text: str) -> ModelSpec:
             f"{spec.kind} accepts {', '.join(sorted(_KNOWN_OPTIONS[spec.kind]))}"
         )
     spec.sampling  # noqa: B018  (checks the sampling options now, before any model is loaded)
+    _check_transport(spec)
     return spec
 
 
@@ -217,6 +219,36 @@ def _managed_aliases() -> dict[str, str]:
     from dilemmakit import resources
 
     return {entry["spec"]: name for name, entry in resources.read_json("dilemmakit.llamacpp", "models.json").items()}
+
+
+def _check_transport(spec: ModelSpec) -> None:
+    """An HTTP model's URL and the transport options, checked before anything runs: a URL no request could be
+    sent to, or a timeout of -1, is one line here rather than a traceback or a hang at the first call."""
+    if spec.kind == "openai":
+        try:
+            parts = urlsplit(spec.base_url)  # raises on an unclosed "[::1"
+            host = parts.hostname if parts.port is None or parts.port else None  # .port raises on a bad port
+        except ValueError:
+            host = None
+        if not host or any(c.isspace() or not c.isprintable() for c in host):
+            raise UserError(
+                f"model spec {str(spec)!r}: the base URL has no valid host (or port); "
+                "write http(s)://HOST[:PORT]/v1, an IPv6 host in brackets: http://[::1]:8000/v1"
+            )
+    for key, low, inclusive in (("timeout", 0.0, False), ("backoff", 0.0, True)):
+        if key in spec.options:
+            value = spec.float_option(key, 0.0)
+            if not math.isfinite(value) or value < low or (value == low and not inclusive):
+                allowed = f"{low:g} or more" if inclusive else f"above {low:g}"
+                raise UserError(
+                    f"model spec {str(spec)!r}: option {key} must be a number of seconds {allowed}, "
+                    f"got {spec.options[key]!r}"
+                )
+    for key, least in (("concurrency", 1), ("max_retries", 0)):
+        if key in spec.options and spec.int_option(key, least) < least:
+            raise UserError(
+                f"model spec {str(spec)!r}: option {key} must be {least} or more, got {spec.options[key]!r}"
+            )
 
 
 def spec_identity(text: str) -> str:

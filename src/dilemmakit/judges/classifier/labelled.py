@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dilemmakit.errors import UserError
+from dilemmakit.userdata import ENCODING
 
 COMPLIED_LABELS = {"1_full_compliance"}
 REFUSED_LABELS = {"2_full_refusal", "3_partial_refusal"}
@@ -33,7 +34,7 @@ def read_labelled(path: Path) -> list[Labelled]:
         raise UserError(f"labelled data not found: {path}")
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
+        with open(path, encoding=ENCODING, newline="") as fh:
             reader = csv.DictReader(fh)
             missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
             if missing:
