@@ -154,12 +154,12 @@ def tiny_defended_chat(name: str = "tiny-defended", max_batch: int = 4):
     """`tiny_defended_llama` as a chat model whose gate is ~0.95 on every prompt: fast enough to serve in any test."""
     import torch
 
-    from dilemmakit.loading import Loaded, local_chat_model
+    from dilemmakit.loading import local_chat_model
 
     model, tok, defense = tiny_defended_llama()
     with torch.no_grad():
         defense.gate.mlp[-1].bias.fill_(3.0)  # gate ~0.95 on every prompt: the adapters run
-    return local_chat_model(Loaded(model, tok, defense), name=name, max_batch=max_batch)
+    return local_chat_model(model, tok, name=name, max_batch=max_batch)
 
 
 def sandbox_or_skip():

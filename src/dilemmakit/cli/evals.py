@@ -87,7 +87,8 @@ def utility(
     run_dir: Path = typer.Option(..., "--run-dir", help="Run database to store the replies in; rerun to resume"),
     as_json: bool = typer.Option(False, "--json", help='Print JSON: {"score": .., "n": .., ...}'),
 ) -> None:
-    """GSM8K exact match on the final number, or HumanEval pass@1 (tests in a limited subprocess)."""
+    """GSM8K exact match on the final number, or HumanEval pass@1 (with --allow-code-execution: tests run in a
+    bubblewrap sandbox, no network, read-only files, killed at --timeout)."""
     config.check()
     result = _run(run_dir, lambda store: run_utility(config, store, show_progress=not as_json))
     _finish(

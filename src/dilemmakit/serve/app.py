@@ -29,6 +29,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dilemmakit.errors import ModelCallError, UserError
 from dilemmakit.models.base import ChatModel, Delta, GenParams, Message, Reply, StreamingChatModel
+from dilemmakit.models.spec import parse_spec
+from dilemmakit.serve.guard import DEFAULT_MAX_BODY_BYTES, BearerAuth, Rejected, error_response, read_json_body
 from dilemmakit.serve.request import DEFAULT_MAX_TOKENS, BadRequest, ChatRequest, parse_request
 
 GATE_HEADER = "X-Dilemma-Gate"
@@ -46,27 +48,35 @@ class ContextWindow(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
 
-def _error(
-    status: int,
-    message: str,
-    kind: str = "invalid_request_error",
-    param: str | None = None,
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"message": message, "type": kind, "param": param, "code": code}},
-        status_code=status,
-        headers=headers,
-    )
+_URL = re.compile(r"\b[a-zA-Z][\w+.-]*://[^\s'\"<>]+")
 
 
-def _failure(exc: Exception) -> str:
-    """What a client is told of a failed generation: the reason for a proxied endpoint's failure (our
-    messages never hold secrets), only the exception's kind for anything else."""
+def _failure(exc: Exception, model: ChatModel, name: str) -> str:
+    """What a client is told of a failed generation: the reason for a proxied endpoint's failure, with the
+    upstream spec replaced by the served model id and any URL cut out; only the exception's kind for anything
+    else."""
     if isinstance(exc, (UserError, ModelCallError)):
-        return f"generation failed: {exc}"
+        reason = _URL.sub("<upstream>", str(exc).replace(model.name, name))
+        return f"generation failed: {reason}"
     return f"generation failed: {type(exc).__name__}"
+
+
+def public_model_id(spec: str) -> str:
+    """The id clients see for a model served under its spec: never the spec itself, which may hold an
+    upstream URL or a local path (`openai:gpt-4o@https://host/v1` -> `gpt-4o`, `hf:/models/qwen?dtype=..` ->
+    `qwen`, `embedded?defense=/runs/d1` -> `embedded+d1`)."""
+    try:
+        parsed = parse_spec(spec)
+    except UserError:
+        return "model"
+    if parsed.kind == "openai":
+        base = parsed.model
+    elif parsed.kind == "hf":
+        base = parsed.model.rstrip("/").rsplit("/", 1)[-1]
+    else:
+        base = spec.split("?", 1)[0]
+    defense = parsed.options.get("defense")
+    return f"{base}+{defense.rstrip('/').rsplit('/', 1)[-1]}" if defense else base
 
 
 def _gate_headers(meta: dict) -> dict[str, str]:
@@ -74,19 +84,32 @@ def _gate_headers(meta: dict) -> dict[str, str]:
     return {} if score is None else {GATE_HEADER: f"{score:.6f}"}
 
 
-def build_app(model: ChatModel, *, served_name: str | None = None, aliases: Iterable[str] = ()) -> FastAPI:
-    """The app serving `model` as `served_name` (default: the model's spec). Requests may name the model by
-    its served name, its spec or any of `aliases`; any other name is a 404 `model_not_found`."""
-    name = served_name or model.name
+def build_app(
+    model: ChatModel,
+    *,
+    served_name: str | None = None,
+    aliases: Iterable[str] = (),
+    api_key: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
+    """The app serving `model` as `served_name` (default: `public_model_id` of its spec; clients never see
+    the spec). Requests may name the model by its served name, its spec or any of `aliases`; any other name
+    is a 404 `model_not_found`. With `api_key`, every route wants `Authorization: Bearer <api_key>`."""
+    name = served_name or public_model_id(model.name)
     accepted = {name, model.name, *aliases}
     window = model if isinstance(model, ContextWindow) else None
     app = FastAPI(title="dilemma", docs_url=None, redoc_url=None, openapi_url=None)
+    if api_key is not None:
+        app.add_middleware(BearerAuth, api_key=api_key)
+
+    def failure(exc: Exception) -> str:
+        return _failure(exc, model, name)
 
     def card() -> dict:
         return {"id": name, "object": "model", "created": 0, "owned_by": "dilemma"}
 
     def not_found(model_id: str) -> JSONResponse:
-        return _error(
+        return error_response(
             404,
             f"The model `{model_id}` does not exist: this server serves `{name}`",
             param="model",
@@ -102,7 +125,7 @@ def build_app(model: ChatModel, *, served_name: str | None = None, aliases: Iter
             message = f"Method not allowed ({where})"
         else:
             message = str(exc.detail)
-        return _error(exc.status_code, message, headers=dict(exc.headers or {}))
+        return error_response(exc.status_code, message, headers=dict(exc.headers or {}))
 
     @app.get("/v1/models")
     async def models():
@@ -115,13 +138,13 @@ def build_app(model: ChatModel, *, served_name: str | None = None, aliases: Iter
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, "the request body is not valid JSON")
+            body = await read_json_body(request, max_body_bytes)
+        except Rejected as exc:
+            return error_response(exc.status, str(exc))
         try:
             req = parse_request(body)
         except BadRequest as exc:
-            return _error(400, str(exc), param=exc.param)
+            return error_response(400, str(exc), param=exc.param)
         if req.model is not None and req.model not in accepted:
             return not_found(req.model)
         messages = req.chat_messages()
@@ -139,18 +162,18 @@ def build_app(model: ChatModel, *, served_name: str | None = None, aliases: Iter
             try:
                 first = await anext(events)
             except StopAsyncIteration:
-                return _error(500, "generation produced nothing", "server_error")
+                return error_response(500, "generation produced nothing", "server_error")
             except Exception as exc:
                 await events.aclose()
-                return _error(500, _failure(exc), "server_error")
-            stream = _Stream(cid, created, name, req.n, req.include_usage)
+                return error_response(500, failure(exc), "server_error")
+            stream = _Stream(cid, created, name, req.n, req.include_usage, failure)
             return StreamingResponse(
                 stream.events(first, events), media_type="text/event-stream", headers=_gate_headers(first[1].meta)
             )
         try:
             replies = await asyncio.gather(*(_last(c) for c in choices))
         except Exception as exc:  # the client gets a clean 500, the server keeps serving
-            return _error(500, _failure(exc), "server_error")
+            return error_response(500, failure(exc), "server_error")
         payload = {
             "id": cid,
             "object": "chat.completion",
@@ -188,7 +211,7 @@ def _reply_budget(
             f"This model's maximum context length is {context} tokens. However, your messages resulted in "
             f"{prompt} tokens. Please reduce the length of the messages."
         )
-        return _error(400, message, param="messages", code="context_length_exceeded")
+        return error_response(400, message, param="messages", code="context_length_exceeded")
     if asked is None:
         return min(DEFAULT_MAX_TOKENS, room), prompt
     if asked > room:
@@ -198,7 +221,7 @@ def _reply_budget(
             f"messages or completion (at most {room} completion tokens fit)."
         )
         field = "max_tokens" if req.max_tokens else "max_completion_tokens"
-        return _error(400, message, param=field, code="context_length_exceeded")
+        return error_response(400, message, param=field, code="context_length_exceeded")
     return asked, prompt
 
 
@@ -365,6 +388,7 @@ class _Stream:
     name: str
     n: int
     include_usage: bool
+    failure: Callable[[Exception], str]
 
     def chunk(self, choices: list[dict], **extra) -> str:
         data = {
@@ -393,12 +417,15 @@ class _Stream:
                     replies.append(delta.reply)
                     finish = [{"index": i, "delta": {}, "finish_reason": delta.reply.finish_reason}]
                     yield self.chunk(finish, x_gate_score=delta.reply.meta.get("gate_score"))
+                # Lets the event loop run between chunks: a proxied reply is already whole, and without a pause
+                # its chunks would all go to a dropped client before the server heard that it left.
+                await asyncio.sleep(0)
                 try:
                     event = await anext(rest)
                 except StopAsyncIteration:
                     break
                 except Exception as exc:  # the headers are sent: end with an OpenAI-style error event
-                    error = {"message": _failure(exc), "type": "server_error"}
+                    error = {"message": self.failure(exc), "type": "server_error"}
                     yield f"data: {json.dumps({'error': error})}\n\n"
                     failed = True
                     break
