@@ -107,7 +107,9 @@ def test_missing_run_dir_is_a_clean_error(tmp_path, cli, capsys):
 
 
 def test_report_of_a_run_without_conversations(tmp_path):
-    open_store(tmp_path).close()
+    store = open_store(tmp_path)  # a run that stored no conversation (an unused new file is removed on close)
+    store.ensure_run("direct-0", {})
+    store.close()
     html = write_report(tmp_path).read_text()
     assert "no conversations" in html and "no successful conversations" in html
 

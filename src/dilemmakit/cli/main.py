@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 
 import typer
@@ -55,6 +56,9 @@ def run(argv: list[str] | None = None) -> None:
     except FailedCalls as exc:
         _one_line(str(exc).replace("[", "\\["))
         sys.exit(EXIT_FAILED_CALLS)
+    except sqlite3.DatabaseError as exc:  # a run database that broke after it was opened (store/ words the rest)
+        _one_line(f"run database error: {exc}; nothing stored so far is lost".replace("[", "\\["))
+        sys.exit(EXIT_USER_ERROR)
     except ModelCallError as exc:  # campaigns store these per conversation; anywhere else it ends the command
         _one_line(f"{exc} (check that the endpoint is up and its spec and API key are right)".replace("[", "\\["))
         sys.exit(EXIT_USER_ERROR)
@@ -69,10 +73,12 @@ def run(argv: list[str] | None = None) -> None:
         _one_line(exc.format_message().replace("[", "\\["))
         sys.exit(exc.exit_code or 1)
     except (KeyboardInterrupt, typer.Abort):
-        err.print(INTERRUPTED)
+        err.print(INTERRUPTED, highlight=False, soft_wrap=True)
         sys.exit(EXIT_INTERRUPTED)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    if rv == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into this return value, not an exception
+        err.print(INTERRUPTED, highlight=False, soft_wrap=True)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -25,7 +25,7 @@ def export(
     writers = {"jsonl": write_jsonl, "csv": write_csv}
     if format not in writers:
         raise UserError(f"unknown export format {format!r}: use jsonl or csv")
-    store = open_store(run_dir, create=False)
+    store = open_store(run_dir, read_only=True)
     try:
         if out_file is None:
             n = writers[format](store, sys.stdout)
@@ -50,7 +50,7 @@ def summary(
 ) -> None:
     """Attack success rate per method (and target, category), the CLAS score of clas-judged runs, and,
     when a run has two or more judges, ASR per judge and their agreement on the same replies."""
-    store = open_store(run_dir, create=False)
+    store = open_store(run_dir, read_only=True)
     try:
         data = summarise(store, judge=judge)
     finally:

@@ -28,7 +28,7 @@ class Comparison:
 def compare_runs(run_dirs: list[Path]) -> Comparison:
     attacks, evals = [], []
     for run_dir in run_dirs:
-        store = open_store(run_dir, create=False)
+        store = open_store(run_dir, read_only=True)
         try:
             attacks += [(str(run_dir), row) for row in summarise(store).by_method_target]
             for e in store.evals():

@@ -94,7 +94,7 @@ def collect(run_dir: Path) -> ReportData:
     parts = []
     for source in sources:
         label = "." if source == run_dir else str(source.relative_to(run_dir))
-        store = open_store(source, create=False)
+        store = open_store(source, read_only=True)
         try:
             parts.append((label, _collect_store(store, label)))
         finally:

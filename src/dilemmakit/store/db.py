@@ -6,17 +6,26 @@ the unique keys make a replayed write a no-op instead of a duplicate.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import functools
 import json
+import os
+import socket
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from dilemmakit.errors import UserError
 from dilemmakit.verdict import Verdict
 
 DB_NAME = "dilemma.sqlite"
+LOCK_NAME = "dilemma.lock"  # held by the one process writing to the run dir (`RunDirLock`)
+T = TypeVar("T")
 SCHEMA_VERSION = 1
 
 SCHEMA = """
@@ -164,9 +173,55 @@ class ExtraTable:
     total: int
 
 
+def _writes(method: Callable[..., T]) -> Callable[..., T]:
+    """A write to the run database: a failed one (disk full, read-only disk, corrupt page) becomes one line;
+    constraint errors stay what they are (callers rely on them)."""
+
+    @functools.wraps(method)
+    def write(self: RunStore, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(self.path, exc, writing=True) from None
+
+    return write
+
+
 class RunStore:
-    def __init__(self, path: Path):
+    """A run database. Writers (`read_only=False`) create the schema and hold the run dir's lock (`RunDirLock`)
+    while open; readers (`summary`, `export`, `report`) open it with SQLite's `mode=ro`: no WAL switch, no
+    schema script, nothing written, so they work beside a running writer and on a read-only disk. A file that
+    is not a run database (corrupt, another program's) is refused before anything touches it."""
+
+    def __init__(self, path: Path, *, read_only: bool = False):
         self.path = path
+        self.read_only = read_only
+        self._created = False  # this store created the file: removed again on close if nothing was stored
+        self._made_dir: Path | None = None  # the run dir open_store created: removed with an unused file
+        self._lock: RunDirLock | None = None
+        if read_only:
+            self.conn = _connect_read_only(path)
+            self._check_ours(self.conn)
+            return
+        self._lock = RunDirLock.acquire(path.parent)
+        try:
+            self._open_for_writing()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open_for_writing(self) -> None:
+        path = self.path
+        existed = path.exists()
+        if existed:  # look before touching: a foreign or corrupt file stays byte for byte as it is
+            probe = _connect_read_only(path)
+            try:
+                self._check_ours(probe)
+            finally:
+                probe.close()
+        self._created = not existed
         try:
             self.conn = sqlite3.connect(str(path), isolation_level=None, timeout=30)
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -176,10 +231,74 @@ class RunStore:
             self._add_missing_columns()
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as exc:
-            raise UserError(f"{path} is not a usable dilemma run database ({exc}); use another --run-dir") from None
+            error = _store_error(path, exc, writing=True)
+            with contextlib.suppress(Exception):
+                self.close()
+            raise error from None
 
     def close(self) -> None:
-        self.conn.close()
+        """Close; a database this store created and stored nothing in is removed (a failed first `attack`
+        leaves no empty file behind)."""
+        conn = getattr(self, "conn", None)
+        empty = False
+        if self._created and conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                empty = self._is_empty()
+        if conn is not None:
+            if not self.read_only and not empty:
+                # Leave the file in rollback mode when idle: one file, which readers (`mode=ro`) open without
+                # creating -wal/-shm files beside it, also on a read-only disk. Busy (a reader is in): stays WAL.
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA journal_mode=DELETE")
+            conn.close()
+        discard = self._created and (empty or conn is None)
+        if discard:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(OSError):
+                    Path(f"{self.path}{suffix}").unlink()
+            self._created = False
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        if discard and self._made_dir is not None:
+            with contextlib.suppress(OSError):
+                self._made_dir.rmdir()  # only if empty
+
+    def _is_empty(self) -> bool:
+        tables = [r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for name in tables:
+            if name == "meta" or name.startswith("sqlite_"):
+                continue
+            quoted = '"' + name.replace('"', '""') + '"'
+            if self.conn.execute(f"SELECT 1 FROM {quoted} LIMIT 1").fetchone():
+                return False
+        return True
+
+    def _check_ours(self, conn: sqlite3.Connection) -> None:
+        """Raise UserError unless `conn` is a run database (or an empty file a writer may initialise)."""
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            version = None
+            if "meta" in tables:
+                row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                version = row[0] if row else None
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise _store_error(self.path, exc, writing=False) from None
+        if not tables:
+            if self.read_only:
+                conn.close()
+                raise UserError(f"{self.path} holds no run yet: run `dilemma attack --run-dir {self.path.parent} ...`")
+            return
+        if version is None and not {"runs", "conversations"} <= tables:
+            conn.close()
+            raise UserError(
+                f"{self.path} is not a dilemma run database (its tables: {', '.join(sorted(tables)[:5])}); "
+                "it was left as it is: use another --run-dir"
+            )
+        if version is not None and version.isdigit() and int(version) > SCHEMA_VERSION:
+            conn.close()
+            raise UserError(f"{self.path} was written by a newer dilemmakit (schema {version}): upgrade to read it")
 
     def _add_missing_columns(self) -> None:
         for table, column, decl in ADDED_COLUMNS:
@@ -188,6 +307,7 @@ class RunStore:
                 self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     # --- runs and conversations -------------------------------------------------------------
+    @_writes
     def ensure_run(self, run_id: str, config: dict[str, Any]) -> None:
         self.conn.execute(
             "INSERT OR IGNORE INTO runs (id, config_json, created) VALUES (?, ?, ?)",
@@ -199,6 +319,7 @@ class RunStore:
             (r[0], json.loads(r[1])) for r in self.conn.execute("SELECT id, config_json FROM runs ORDER BY created")
         ]
 
+    @_writes
     def add_call_stats(self, run_id: str, stats: dict[str, dict[str, Any]]) -> None:
         """Add one invocation's HTTP calls ({model: {"calls", "failures", "retries": {cause: n}}}) to the run's."""
         with self._transaction():
@@ -231,6 +352,7 @@ class RunStore:
             )
         }
 
+    @_writes
     def ensure_conversations(self, run_id: str, method: str, target: str, behaviors) -> None:
         now = time.time()
         with self._transaction():
@@ -241,9 +363,11 @@ class RunStore:
             )
 
     def conversations(self, run_id: str | None = None, *, unfinished: bool = False) -> list[ConversationRow]:
-        sql = (
+        have = {row[1] for row in self.conn.execute("PRAGMA table_info(conversations)")}
+        added = ", ".join(c if c in have else f"NULL AS {c}" for c in ("final_verdict", "final_score"))
+        sql = (  # a run stored before the added columns, opened read-only, reads them as NULL
             "SELECT id, run_id, behavior_id, behavior, category, method, target, status, success, rounds, queries,"
-            " broken_turn, error, final_verdict, final_score FROM conversations"
+            f" broken_turn, error, {added} FROM conversations"
         )
         clauses, args = [], []
         if run_id is not None:
@@ -293,12 +417,14 @@ class RunStore:
             )
         return rows
 
+    @_writes
     def mark_running(self, conversation_id: int) -> None:
         self.conn.execute(
             "UPDATE conversations SET status='running', error=NULL, updated=? WHERE id=?",
             (time.time(), conversation_id),
         )
 
+    @_writes
     def finish(
         self,
         conversation_id: int,
@@ -324,6 +450,7 @@ class RunStore:
             ),
         )
 
+    @_writes
     def mark_error(self, conversation_id: int, message: str) -> None:
         self.conn.execute(
             "UPDATE conversations SET status='error', error=?, final_verdict='error', updated=? WHERE id=?",
@@ -340,6 +467,7 @@ class RunStore:
             )
         ]
 
+    @_writes
     def add_turn(self, conversation_id: int, turn: TurnRecord) -> None:
         self.conn.execute(
             "INSERT INTO turns (conversation_id, idx, role, stage, content, meta_json, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -362,6 +490,7 @@ class RunStore:
         """Store `verdict` in place of the one stored for the same turn and judge (a retried judge error)."""
         self._write_verdict("INSERT OR REPLACE", conversation_id, verdict)
 
+    @_writes
     def _write_verdict(self, insert: str, conversation_id: int, verdict: Verdict) -> None:
         if verdict.turn_idx is None or not verdict.judge:
             raise ValueError("a stored verdict needs its turn_idx and judge")
@@ -415,11 +544,13 @@ class RunStore:
             )
         }
 
+    @_writes
     def set_judge_spec(self, name: str, spec: str) -> None:
         """Record the judge spec verdicts named `name` come from (the first one recorded stays)."""
         self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (JUDGE_SPEC_KEY + name, spec))
 
     # --- evaluations (over-refusal, utility) --------------------------------------------------
+    @_writes
     def ensure_eval(self, eval_id: str, kind: str, target: str, config: dict[str, Any]) -> None:
         self.conn.execute(
             "INSERT OR IGNORE INTO evals (id, kind, target, config_json, created) VALUES (?, ?, ?, ?, ?)",
@@ -434,6 +565,7 @@ class RunStore:
             )
         }
 
+    @_writes
     def add_eval_item(self, eval_id: str, item: EvalItem) -> None:
         self.conn.execute(
             "INSERT OR REPLACE INTO eval_items (eval_id, item_id, prompt, output, label, score, meta_json, created)"
@@ -450,6 +582,7 @@ class RunStore:
             ),
         )
 
+    @_writes
     def finish_eval(self, eval_id: str, result: dict[str, Any]) -> None:
         self.conn.execute("UPDATE evals SET result_json=? WHERE id=?", (json.dumps(result, sort_keys=True), eval_id))
 
@@ -501,20 +634,143 @@ class _Transaction:
         self.conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type, exc, tb):
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type:
+            self.conn.execute("ROLLBACK")
+            return False
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error:  # e.g. the disk filled up: leave no transaction open behind the error
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+            raise
         return False
 
 
-def open_store(run_dir: str | Path, *, create: bool = True) -> RunStore:
+def open_store(run_dir: str | Path, *, create: bool = True, read_only: bool = False) -> RunStore:
+    """The run database of `run_dir`. A writer (the default) creates it when `create` and holds the run dir's
+    lock; `read_only` opens an existing one for reading only (summary, export, report)."""
     run_dir = Path(run_dir).expanduser()
     path = run_dir / DB_NAME
-    if not create and not path.exists():
+    if (read_only or not create) and not path.exists():
         raise UserError(f"no run database in {run_dir}: run `dilemma attack --run-dir {run_dir} ...` first")
-    if create:
+    made_dir = None
+    if create and not read_only:
         if run_dir.exists() and not run_dir.is_dir():
             raise UserError(f"--run-dir {run_dir} exists and is not a directory")
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"cannot create run dir {run_dir}: {exc.strerror}") from None
-    return RunStore(path)
+        if not run_dir.exists():
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"cannot create run dir {run_dir}: {exc.strerror}") from None
+            made_dir = run_dir
+    try:
+        store = RunStore(path, read_only=read_only)
+    except BaseException:
+        if made_dir is not None:
+            with contextlib.suppress(OSError):
+                made_dir.rmdir()
+        raise
+    store._made_dir = made_dir
+    return store
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A `mode=ro` connection. A WAL database whose `-shm` file cannot be created (a read-only directory or
+    disk) is opened as immutable: nothing can be writing to it there."""
+    uri = path.resolve().as_uri()
+    conn = None
+    try:
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=30)
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.DatabaseError as exc:
+        if conn is not None:
+            conn.close()
+        if os.access(path.parent, os.W_OK) or "unable to open" not in str(exc):
+            raise _store_error(path, exc, writing=False) from None
+    try:
+        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None)
+    except sqlite3.DatabaseError as exc:
+        raise _store_error(path, exc, writing=False) from None
+
+
+def _store_error(path: Path, exc: sqlite3.Error, *, writing: bool) -> UserError:
+    """One line for a database failure, saying what to do about it."""
+    text = str(exc)
+    if "full" in text:
+        return UserError(
+            f"cannot write to {path}: the disk is full; everything stored so far is kept: "
+            "free some space and rerun the same command to resume"
+        )
+    if "readonly" in text or "read-only" in text:
+        return UserError(f"cannot write to {path}: it is on a read-only disk or directory ({text})")
+    if "not a database" in text or "malformed" in text:
+        return UserError(
+            f"{path} is not a usable dilemma run database ({text}); it was left as it is: use another --run-dir"
+        )
+    if "locked" in text or "busy" in text:
+        return UserError(f"{path} is locked by another program ({text}); try again when it has finished")
+    return UserError(f"cannot {'write to' if writing else 'read'} {path}: {text}")
+
+
+class RunDirLock:
+    """One writer per run dir: an exclusive `flock` on `<run-dir>/dilemma.lock`, which names its holder
+    (pid, host). The kernel drops the lock when its process dies, however it dies, so a stale lock file is
+    simply taken over. Within one process the lock is shared (re-entrant), so in-process callers that open
+    the same run dir twice do not lock themselves out."""
+
+    _held: ClassVar[dict[Path, RunDirLock]] = {}
+
+    def __init__(self, path: Path, fd: int):
+        self.path, self.fd, self.count = path, fd, 1
+
+    @classmethod
+    def acquire(cls, run_dir: Path) -> RunDirLock:
+        path = (run_dir / LOCK_NAME).resolve()
+        held = cls._held.get(path)
+        if held is not None:
+            held.count += 1
+            return held
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                    raise UserError(
+                        f"cannot write to {run_dir}: it is on a read-only disk or directory "
+                        "(summary, export and report can still read it)"
+                    ) from None
+                raise UserError(f"cannot lock {run_dir}: {exc.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
+                os.close(fd)
+                raise UserError(
+                    f"{run_dir} is in use by another writer ({holder}): wait for it to finish or use another "
+                    "--run-dir (summary, export and report can read it meanwhile)"
+                ) from None
+            # The holder before us may have removed the file on release: lock the file that is there now.
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(
+            fd, f"pid {os.getpid()} on host {socket.gethostname()}, since {time.strftime('%H:%M:%S')}".encode(), 0
+        )
+        lock = cls(path, fd)
+        cls._held[path] = lock
+        return lock
+
+    def release(self) -> None:
+        self.count -= 1
+        if self.count > 0:
+            return
+        self._held.pop(self.path, None)
+        with contextlib.suppress(OSError):
+            self.path.unlink()  # while still locked: a waiting opener sees a new inode and retries
+        os.close(self.fd)
