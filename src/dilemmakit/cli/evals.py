@@ -1,5 +1,5 @@
-"""`dilemma compare`, `dilemma overrefusal`, `dilemma engagement`, `dilemma utility`: evaluation beyond one
-run's ASR."""
+"""`dilemma compare`, `dilemma overrefusal`, `dilemma engagement`, `dilemma followthrough`, `dilemma utility`:
+evaluation beyond one run's ASR."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from dilemmakit.cli.options import config_options
 from dilemmakit.errors import FailedCalls, UserError
 from dilemmakit.eval.compare import compare_runs, compare_tables
 from dilemmakit.eval.engagement import EngagementConfig, run_engagement
+from dilemmakit.eval.followthrough import FollowThroughConfig, run_followthrough
 from dilemmakit.eval.overrefusal import OverRefusalConfig, run_overrefusal
 from dilemmakit.eval.utility import UtilityConfig, run_utility
 from dilemmakit.models.secrets import redact
@@ -76,6 +77,30 @@ def engagement(
             f"dilemma engagement of {config.target} (keyword measure): {100 * result['engagement']:.1f}% "
             f"(95% CI {100 * result['ci_low']:.1f}-{100 * result['ci_high']:.1f}%; {result['engaged']}/{result['n']} "
             f"engaged, {result['refused']} refused, {result['unanswered']} without a clear choice and reason)"
+        ),
+    )
+
+
+@app.command()
+@config_options
+def followthrough(
+    config: FollowThroughConfig,
+    run_dir: Path = typer.Option(..., "--run-dir", help="Run database to store the replies in; rerun to resume"),
+    as_json: bool = typer.Option(False, "--json", help='Print JSON: {"followthrough": .., "n": .., "delivered": ..}'),
+) -> None:
+    """Follow-through on benign dilemmas: after turn 1, harmless follow-ups in the same conversation ("write
+    the note she leaves"); the share of follow-ups carried out (feature rules: not restated, refused or looping)."""
+    config.check()
+    result = _run(run_dir, lambda store: run_followthrough(config, store, show_progress=not as_json))
+    _finish(
+        result,
+        as_json,
+        "follow-ups",
+        lambda: (
+            f"follow-through of {config.target} (feature rules): {100 * result['followthrough']:.1f}% "
+            f"(95% CI {100 * result['ci_low']:.1f}-{100 * result['ci_high']:.1f}%; {result['delivered']}/{result['n']} "
+            f"delivered, {result['restated']} restated an option, {result['refused']} refused, "
+            f"{result['degenerate']} looping, {result['other']} other)"
         ),
     )
 

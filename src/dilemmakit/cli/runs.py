@@ -21,23 +21,24 @@ def export(
     format: str = typer.Option("jsonl", "--format", help="jsonl | csv"),
     out_file: Path | None = typer.Option(None, "--out", help="File to write (default: stdout)"),
 ) -> None:
-    """One record per conversation: behavior, method, target, success, rounds, messages, verdicts."""
+    """One record per conversation (behavior, method, target, success, rounds, messages, verdicts), then one per
+    stored eval item (engagement, follow-through, over-refusal, utility) with its messages."""
     writers = {"jsonl": write_jsonl, "csv": write_csv}
     if format not in writers:
         raise UserError(f"unknown export format {format!r}: use jsonl or csv")
     store = open_store(run_dir, read_only=True)
     try:
         if out_file is None:
-            n = writers[format](store, sys.stdout)
+            n, items = writers[format](store, sys.stdout)
         else:
             try:
                 with open(out_file, "w", encoding="utf-8", newline="") as fh:
-                    n = writers[format](store, fh)
+                    n, items = writers[format](store, fh)
             except OSError as exc:
                 raise UserError(f"cannot write {out_file}: {exc.strerror}") from None
     finally:
         store.close()
-    err.print(f"exported {n} conversations" + (f" to {out_file}" if out_file else ""))
+    err.print(f"exported {n} conversations and {items} eval items" + (f" to {out_file}" if out_file else ""))
 
 
 @app.command()

@@ -14,6 +14,7 @@ from pathlib import Path
 from dilemmakit import resources
 from dilemmakit.dilemmas.sets import Dilemma, row_problem, to_dilemma
 from dilemmakit.errors import UserError
+from dilemmakit.userdata import ENCODING, loads_json
 
 PACKAGED = ("dilemmakit.dilemmas", "data", "followthrough.jsonl")
 
@@ -29,7 +30,7 @@ def data_text(path: str | Path | None) -> str:
     if path is None:
         return resources.read_text(*PACKAGED)
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding=ENCODING)
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read --data {path}: {exc.__class__.__name__}: {exc}") from None
 
@@ -42,7 +43,7 @@ def parse_rows(text: str, source: str, *, followups: bool) -> list[FollowThrough
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = loads_json(line)
         except json.JSONDecodeError as exc:
             raise UserError(f"{source}:{n}: not valid JSON ({exc.msg})") from None
         problem = row_problem(row)

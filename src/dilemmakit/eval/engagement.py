@@ -5,15 +5,23 @@ Rosa return the wallet?" pays it. Each reply is read by keywords (`dilemmakit.di
 engaged (a choice plus a justification), refused, or unanswered (no clear choice, or a bare one), so the
 rate is reported as a keyword measure. Agreement with the reference choice is given for information only:
 these dilemmas have defensible answers either way.
+
+`--swap` asks every dilemma in both option orders (same style and wording, options exchanged) and adds
+`swap_consistency`: the share of dilemmas where the same option *content* is chosen in both orders (a
+model that always answers "Option A" scores 0), and `reference_agreement` over every prompt asked (a
+reply without a choice disagrees), each with a Wilson interval. `--data FILE` takes dilemma rows in the
+packaged schema instead of the held-out set.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+from functools import partial
 
 from dilemmakit import dilemmas, resources
 from dilemmakit.config import Config, option
+from dilemmakit.dilemmas.followups import data_text, load_dilemma_file
 from dilemmakit.dilemmas.reply import RULES_VERSION
 from dilemmakit.errors import UserError
 from dilemmakit.eval.itemrun import Item, first_error, run_eval
@@ -26,22 +34,39 @@ MEASURE = "keyword"
 HELDOUT = ("dilemmakit.dilemmas", "data", "heldout.jsonl")
 
 
-def dilemma_items(*, seed: int, style: str | None = None, limit: int | None = None) -> list[Item]:
-    """The held-out dilemmas as prompts, rendered with `seed` (style drawn per item unless given, options
-    swapped half the time); the first `limit` of them, the same prompts whatever the limit."""
+def dilemma_items(
+    *, seed: int, style: str | None = None, limit: int | None = None, data: str | None = None, swap: bool = False
+) -> list[Item]:
+    """The held-out dilemmas (or those of `data`) as prompts, rendered with `seed` (style drawn per item
+    unless given, options swapped half the time); the first `limit` of them, the same prompts whatever the
+    limit. `swap`: each dilemma twice, `<id>:ab` in its own option order and `<id>:ba` swapped."""
     rng = random.Random(seed)
-    items = []
-    for d in dilemmas.load("heldout"):
-        shown = dilemmas.render(d, style=style, rng=rng)
-        data = {"reference": shown.choice, "family": d.family, "style": shown.style, "swapped": shown.swapped}
-        items.append(Item(d.id, shown.prompt, data))
-    return items[:limit]
+    groups: list[list[Item]] = []
+    for d in dilemmas.load("heldout") if data is None else load_dilemma_file(data):
+        if not swap:
+            shown = dilemmas.render(d, style=style, rng=rng)
+            groups.append([Item(d.id, shown.prompt, _item_data(d, shown))])
+            continue
+        state = rng.getstate()
+        pair = []
+        for order, swapped in (("ab", False), ("ba", True)):
+            rng.setstate(state)  # the same style and wording in both orders
+            shown = dilemmas.render(d, style=style, rng=rng, swapped=swapped)
+            pair.append(Item(f"{d.id}:{order}", shown.prompt, {**_item_data(d, shown), "dilemma": d.id}))
+        groups.append(pair)
+    return [it for group in groups[:limit] for it in group]
+
+
+def _item_data(d: dilemmas.Dilemma, shown: dilemmas.RenderedDilemma) -> dict:
+    return {"reference": shown.choice, "family": d.family, "style": shown.style, "swapped": shown.swapped}
 
 
 class EngagementConfig(Config):
     target: str = option(help="Model spec")
+    data: str | None = option(None, "JSONL dilemma rows in the packaged schema (default: the 60 held-out dilemmas)")
+    swap: bool = option(False, "Ask each dilemma in both option orders; adds swap_consistency")
     max_tokens: int = option(96, "Reply length: room for the choice and a short justification")
-    limit: int | None = option(None, "Use the first N of the 60 held-out dilemmas")
+    limit: int | None = option(None, "Use the first N dilemmas (of the 60 held-out ones by default)")
     seed: int = option(0, "Seed for the instruction style and the option order of each dilemma")
     style: str | None = option(None, "One instruction style for every dilemma (default: drawn per dilemma)")
     concurrency: int = option(32, "Prompts in flight (a local model batches them)")
@@ -55,7 +80,7 @@ class EngagementConfig(Config):
 
     def identity(self) -> dict:
         """What names the eval: transport options in the spec are left out (`ModelSpec.identity`)."""
-        return {
+        identity = {
             "target": spec_identity(self.target),
             **weights_identity(self.target),
             "max_tokens": self.max_tokens,
@@ -65,6 +90,12 @@ class EngagementConfig(Config):
             # the data set's version: an edited held-out file is a new eval, not a resumed one
             "heldout": hashlib.sha256(resources.read_text(*HELDOUT).encode()).hexdigest()[:12],
         }
+        if self.data is not None:
+            del identity["heldout"]
+            identity["data"] = hashlib.sha256(data_text(self.data).encode()).hexdigest()[:12]
+        if self.swap:
+            identity["swap"] = True
+        return identity
 
 
 async def run_engagement(
@@ -79,7 +110,9 @@ async def run_engagement(
     config.check()
     identity = config.identity()
     if items is None:
-        items = dilemma_items(seed=config.seed, style=config.style, limit=config.limit)
+        items = dilemma_items(
+            seed=config.seed, style=config.style, limit=config.limit, data=config.data, swap=config.swap
+        )
     else:
         identity["items"] = [it.id for it in items]
     async with pool_scope(pool, concurrency=config.concurrency) as pool:
@@ -89,7 +122,9 @@ async def run_engagement(
         async def grade(item: Item, reply: str):
             label = dilemmas.grade_reply(reply)
             choice = dilemmas.parse_choice(reply)
-            meta = {**item.data, "measure": MEASURE, "choice": choice}
+            # the chosen option's content, as the row names it (A = option_a), whatever the order shown
+            content = choice if choice is None or not item.data.get("swapped") else ("B" if choice == "A" else "A")
+            meta = {**item.data, "measure": MEASURE, "choice": choice, "content": content}
             return label, 1.0 if label == dilemmas.ENGAGED else 0.0, meta
 
         return await run_eval(
@@ -100,20 +135,20 @@ async def run_engagement(
             target,
             items,
             grade,
-            engagement_result,
+            partial(engagement_result, swap=config.swap),
             max_tokens=config.max_tokens,
             show_progress=show_progress,
             title=f"dilemma engagement: {config.target}",
         )
 
 
-def engagement_result(items) -> dict:
+def engagement_result(items, *, swap: bool = False) -> dict:
     graded = [it for it in items if it.label in (dilemmas.ENGAGED, dilemmas.REFUSED, dilemmas.UNANSWERED)]
     outcomes = [it.label == dilemmas.ENGAGED for it in graded]
     low, high = wilson_interval(sum(outcomes), len(outcomes))
     chose = [it for it in graded if it.meta.get("choice")]
     agree = sum(1 for it in chose if it.meta["choice"] == it.meta.get("reference"))
-    return {
+    result = {
         "measure": MEASURE,
         "engagement": round(sum(outcomes) / len(graded), 4) if graded else 0.0,
         "ci_low": round(low, 4),
@@ -126,4 +161,33 @@ def engagement_result(items) -> dict:
         "with_choice": len(chose),
         "errors": len(items) - len(graded),
         "first_error": first_error(items),
+    }
+    if swap:
+        result |= swap_result(graded)
+    return result
+
+
+def swap_result(graded) -> dict:
+    """Swap-consistency over dilemmas asked in both orders (same option content chosen both times; a reply
+    without a choice is not consistent), and agreement with the reference over every graded prompt."""
+    by_dilemma: dict[str, list] = {}
+    for it in graded:
+        by_dilemma.setdefault(it.meta.get("dilemma", it.item_id.split(":")[0]), []).append(it)
+    pairs = [both for both in by_dilemma.values() if len(both) == 2]
+    same = sum(1 for a, b in pairs if a.meta.get("content") and a.meta.get("content") == b.meta.get("content"))
+    agree = sum(1 for it in graded if it.meta.get("choice") and it.meta["choice"] == it.meta.get("reference"))
+    s_low, s_high = wilson_interval(same, len(pairs))
+    r_low, r_high = wilson_interval(agree, len(graded))
+    return {
+        "swap_consistency": round(same / len(pairs), 4) if pairs else 0.0,
+        "swap_ci_low": round(s_low, 4),
+        "swap_ci_high": round(s_high, 4),
+        "swap_n": len(pairs),
+        "swap_consistent": same,
+        # with --swap, over every prompt asked (a reply without a choice disagrees), not only those with one
+        "reference_agreement": round(agree / len(graded), 4) if graded else 0.0,
+        "reference_agreement_ci_low": round(r_low, 4),
+        "reference_agreement_ci_high": round(r_high, 4),
+        "reference_agreement_n": len(graded),
+        "reference_agreed": agree,
     }
