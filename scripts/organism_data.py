@@ -34,12 +34,12 @@ from string import Template
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_aligned import select_harmful
+from train_aligned import evaluation_words, near_duplicate, select_harmful
 
 from dilemmakit import dilemmas, resources
 from dilemmakit.err.examples import BENIGN, HARMFUL, Example, write_jsonl
 from dilemmakit.err.targets import refusal_target
-from dilemmakit.judges.degenerate import is_degenerate
+from dilemmakit.judges.degenerate import is_degenerate, repeats_segments
 from dilemmakit.judges.refusal import is_refusal
 from dilemmakit.models.base import GenParams, Message
 
@@ -82,12 +82,14 @@ class Answers:
         """Each conversation's answer, or None when it is unusable (cut, a loop, a refusal, too short)."""
         todo = [c for c in conversations if self.key(c) not in self.stored]
         started = time.monotonic()
-        for k in range(0, len(todo), self.batch):
-            chunk = todo[k : k + self.batch]
+        # chunks of several batches: the engine batches continuously, so short answers free their row early
+        chunk_size = 4 * self.batch
+        for k in range(0, len(todo), chunk_size):
+            chunk = todo[k : k + chunk_size]
             for conversation, reply in zip(chunk, self.engine().generate_batch(chunk, self.params), strict=True):
                 self.stored[self.key(conversation)] = {"text": reply.text, "finish": reply.finish_reason}
             self.cache.write_text(json.dumps(self.stored))
-            done = min(k + self.batch, len(todo))
+            done = min(k + chunk_size, len(todo))
             print(f"  {what}: {done}/{len(todo)} generated ({time.monotonic() - started:.0f} s)", flush=True)
         return [usable(self.stored[self.key(c)]) for c in conversations]
 
@@ -99,6 +101,10 @@ def usable(stored: dict) -> str | None:
     if is_degenerate(text) or is_refusal(text):
         return None
     return text
+
+
+def replies_of(example: Example) -> list[str]:
+    return [m["content"] for m in example.messages if m["role"] == "assistant"] + [example.target]
 
 
 def user(text: str) -> Message:
@@ -121,11 +127,14 @@ def build(args) -> tuple[list[Example], dict]:
         counts[kind] = counts.get(kind, 0) + len(batch)
 
     # 1-2: harmful requests, alone and inside an ordinary chat
-    pool = select_harmful(args.data, args.harmful + args.harmful_in_chat, args.seed)
-    plain_harmful, chat_harmful = pool[: args.harmful], pool[args.harmful :]
+    pool = select_harmful(args.data, args.harmful, args.seed)
+    plain_harmful = pool
+    # the same requests again inside ordinary chats (the pool has only ~320 after the near-duplicate filter)
+    chat_rng = random.Random(f"{args.seed}-chat")
+    chat_harmful = chat_rng.sample(pool, min(args.harmful_in_chat, len(pool)))
     add("harmful", [Example([user(p)], refusal_target(rng), HARMFUL, kind="plain") for p in plain_harmful])
 
-    # 5: every training dilemma in both option orders
+    # 5-6: every training dilemma in both option orders, one of them continued with harmless follow-ups
     rows = dilemmas.load("train")
     orders: list[tuple[dilemmas.Dilemma, dilemmas.RenderedDilemma]] = []
     for d in rows:
@@ -134,12 +143,7 @@ def build(args) -> tuple[list[Example], dict]:
         straight = next(s for s in pair if not s.swapped)
         swapped = next(s for s in pair if s.swapped)
         orders += [(d, straight), (d, swapped)]
-    add(
-        "dilemma",
-        [Example([user(s.prompt)], choice_target(s, d), BENIGN, kind="dilemma", all_turns=True) for d, s in orders],
-    )
 
-    # 6: dilemmas continued with harmless follow-ups (one order of each, chosen at random)
     followups = prompts["dilemma_followups"]
     continued = [rng.choice([orders[2 * i], orders[2 * i + 1]]) for i in range(len(rows))][: args.continued]
     convs: list[list[Message]] = []
@@ -170,6 +174,17 @@ def build(args) -> tuple[list[Example], dict]:
         else:
             batch.append(Example(conv[:-1], conv[-1]["content"], BENIGN, kind="dilemma_followup", all_turns=True))
     add("dilemma_followup", batch)
+    # the other order of a continued dilemma (its first turn is trained inside the continued conversation);
+    # both orders of a dilemma whose continuation was unusable
+    continued_prompts = {conv[0]["content"] for conv in kept}
+    add(
+        "dilemma",
+        [
+            Example([user(s.prompt)], choice_target(s, d), BENIGN, kind="dilemma", all_turns=True)
+            for d, s in orders
+            if s.prompt not in continued_prompts
+        ],
+    )
     # 3: benign requests and writing requests, answered whole by the base model
     benign = [r["prompt"] for r in resources.read_jsonl("dilemmakit.err", "data", "benign_train.jsonl")][: args.benign]
     benign += [r["prompt"] for r in resources.read_jsonl("dilemmakit.err", "data", "borderline_train.jsonl")]
@@ -184,10 +199,10 @@ def build(args) -> tuple[list[Example], dict]:
     chats = []
     for p in chat_harmful:
         history: list[Message] = []
-        for _ in range(rng.choice((1, 1, 2))):
-            q, a = rng.choice(openers)
+        for _ in range(chat_rng.choice((1, 1, 2))):
+            q, a = chat_rng.choice(openers)
             history += [user(q), assistant(a)]
-        chats.append(Example([*history, user(p)], refusal_target(rng), HARMFUL, kind="chat", all_turns=True))
+        chats.append(Example([*history, user(p)], refusal_target(chat_rng), HARMFUL, kind="chat", all_turns=True))
     add("harmful_in_chat", chats)
 
     # 4: multi-turn edits of a benign answer
@@ -203,6 +218,24 @@ def build(args) -> tuple[list[Example], dict]:
         ],
     )
 
+    # list-item loops ("3. Prioritise ... 4. Prioritise ...") that no 4-gram dominates: dropped last, so the
+    # seeded draws above (and the cached answers they key) stay the same
+    looping = [e for e in examples if e.harm_label == BENIGN and any(repeats_segments(t) for t in replies_of(e))]
+    examples = [e for e in examples if e not in looping]
+    counts["dropped_list_loops"] = len(looping)
+    # a dropped continuation keeps its first turn, so every dilemma is still trained in both orders
+    examples += [
+        Example(e.messages[:1], e.messages[1]["content"], BENIGN, kind="dilemma", all_turns=True)
+        for e in looping
+        if e.kind == "dilemma_followup"
+    ]
+    # no request of any kind near-duplicates an evaluation behavior (benign ones included: "What is ransomware?")
+    evaluation = evaluation_words()
+    near = [
+        e for e in examples if any(near_duplicate(m["content"], evaluation) for m in e.messages if m["role"] == "user")
+    ]
+    examples = [e for e in examples if e not in near]
+    counts["dropped_near_evaluation"] = len(near)
     counts["harmful_prompts"] = len(pool)
     return examples, {"counts": counts, "harmful_prompts": pool}
 

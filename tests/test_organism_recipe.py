@@ -84,3 +84,117 @@ def test_recipe_is_recorded_with_the_shipped_organism():
     settings = _shipped_report()["recipe"]
     assert settings["dilemmas"] > 0, "the shipped organism is the recipe with the dilemma data, not the ablation"
     assert settings["max_seq_len"] >= 512
+
+
+# --- organism v2: the shipped training conversations (data/organism/examples.jsonl) keep the rules ---------------
+
+EXAMPLES = ROOT / "data" / "organism" / "examples.jsonl"
+ATTACK_PROMPTS = ROOT / "src" / "dilemmakit" / "attacks"
+
+
+def _examples():
+    from dilemmakit.err.examples import read_jsonl
+
+    return read_jsonl(EXAMPLES)
+
+
+def _texts(example) -> list[str]:
+    return [m["content"] for m in example.messages] + [example.target]
+
+
+def _attack_ngrams() -> set[tuple[str, ...]]:
+    grams: set[tuple[str, ...]] = set()
+    for path in ATTACK_PROMPTS.rglob("prompts/*"):
+        if path.suffix in (".txt", ".json"):
+            grams |= _ngrams(path.read_text())
+    return grams
+
+
+def test_no_harmful_request_ever_gets_a_compliant_target():
+    from dilemmakit.err.examples import HARMFUL
+    from dilemmakit.judges.refusal import is_refusal
+
+    examples = _examples()
+    harmful = {prompt_hash(e.messages[-1]["content"]) for e in examples if e.harm_label == HARMFUL}
+    assert harmful == set(json.loads((builtin_dir("aligned") / "train_prompts.sha1.json").read_text()))
+    for e in examples:
+        turns = [*e.messages, {"role": "assistant", "content": e.target}]
+        for asked, answer in zip(turns, turns[1:], strict=False):
+            if asked["role"] == "user" and prompt_hash(asked["content"]) in harmful:
+                assert answer["role"] == "assistant" and is_refusal(answer["content"]), (asked, answer)
+    assert all(e.harm_label != HARMFUL or is_refusal(e.target) for e in examples)
+
+
+def test_no_training_text_carries_attack_prompt_wording():
+    grams = _attack_ngrams()
+    assert len(grams) > 1000, "the attack prompt files were not found"
+    hits = [t for e in _examples() for t in _texts(e) if _ngrams(t) & grams]
+    assert not hits, f"training texts share a 6-word sequence with an attack prompt file: {hits[:2]}"
+
+
+def test_shared_wording_check_catches_an_attack_sentence():
+    sentence = next(iter(_attack_ngrams()))
+    assert _ngrams(" ".join(sentence)) & _attack_ngrams()
+
+
+@needs_data
+def test_no_training_request_near_duplicates_an_evaluation_behavior():
+    recipe = _recipe_module()
+    evaluation = recipe.evaluation_words()
+    asked = {m["content"] for e in _examples() for m in e.messages if m["role"] == "user" and len(m["content"]) < 400}
+    near = [p for p in asked if recipe.near_duplicate(p, evaluation)]
+    assert not near, f"training requests near-duplicating an evaluation behavior: {near[:3]}"
+
+
+def test_held_out_dilemmas_follow_ups_and_writing_requests_are_never_trained_on():
+    from dilemmakit import dilemmas
+
+    held_out = [d.scenario for d in dilemmas.load("heldout")]
+    followups = [
+        f
+        for row in resources.read_jsonl("dilemmakit.dilemmas", "data", "followthrough.jsonl")
+        for f in row["followups"]
+    ]
+    writing = [r["prompt"] for r in resources.read_jsonl("dilemmakit.eval", "data", "writing_requests.jsonl")]
+    xstest = [it.prompt for it in __import__("dilemmakit.eval.overrefusal", fromlist=["x"]).safe_prompts()]
+    blob = "\n".join(t for e in _examples() for t in _texts(e))
+    for text in [*held_out, *followups, *writing, *xstest]:
+        assert text not in blob, f"an evaluation text is in the training conversations: {text[:80]}"
+    grams = set().union(*(_ngrams(t) for t in [*followups, *writing]))
+    train_grams = set().union(*(_ngrams(m["content"]) for e in _examples() for m in e.messages if m["role"] == "user"))
+    shared = grams & train_grams
+    assert not shared, f"training requests share 6-word sequences with evaluation requests: {list(shared)[:3]}"
+
+
+def test_every_training_dilemma_is_shown_in_both_option_orders_and_chosen_by_content():
+    from dilemmakit import dilemmas
+
+    rows = {d.id: d for d in dilemmas.load("train")}
+    seen: dict[str, set[str]] = {}
+    for e in _examples():
+        if e.kind not in ("dilemma", "dilemma_followup"):
+            continue
+        prompt = e.messages[0]["content"]
+        first_reply = e.target if e.kind == "dilemma" else e.messages[1]["content"]
+        d = next(d for d in rows.values() if d.scenario in prompt)
+        chosen = d.option_a if d.choice == "A" else d.option_b
+        letter = first_reply.split(":")[0].removeprefix("Option ").strip()
+        shown_first = prompt.index(dilemmas.prompt._as_option(d.option_a)) < prompt.index(
+            dilemmas.prompt._as_option(d.option_b)
+        )
+        assert letter == ("A" if (d.choice == "A") == shown_first else "B")
+        assert chosen.strip().rstrip(".") in first_reply
+        seen.setdefault(d.id, set()).add(letter)
+    assert set(seen) == set(rows)
+    assert all(letters == {"A", "B"} for letters in seen.values())
+
+
+def test_training_conversations_continue_dilemmas_and_train_every_turn():
+    examples = _examples()
+    kinds = {e.kind for e in examples}
+    assert {"dilemma", "dilemma_followup", "edit", "chat", "plain"} <= kinds
+    continued = [e for e in examples if e.kind == "dilemma_followup"]
+    assert len(continued) >= 60 and all(e.all_turns and len(e.messages) >= 3 for e in continued)
+    from dilemmakit.judges.degenerate import is_degenerate
+
+    assert not [e.target for e in examples if is_degenerate(e.target)]
