@@ -17,6 +17,12 @@ from dilemmakit.errors import FailedCalls
 def demo(
     config: DemoConfig,
     run_dir: Path = typer.Option(Path("runs/demo"), "--run-dir", help="Run database and report; rerun to resume"),
+    target: str | None = typer.Option(
+        None,
+        "--target",
+        help="Demo one model we did not train instead (e.g. real-qwen): no ERR row; adds swap-consistency and "
+        "follow-through",
+    ),
 ) -> None:
     """Offline, on held-out JBB behaviors: direct requests and TRIAL against an aligned model and against it
     with ERR, plus engagement with benign dilemmas; one table, one sentence, and the HTML report."""
@@ -24,6 +30,9 @@ def demo(
     from dilemmakit.report import write_report
 
     config.check()
+    if target is not None:
+        _demo_target(config, target, run_dir)
+        return
     err.print("loading the embedded models (the first load converts the GGUF, ~40 s; later loads are quick)")
     result = run_demo(config, run_dir, console=err)
     out.print(demo_table(result))
@@ -32,3 +41,18 @@ def demo(
     out.print(f"report: {write_report(run_dir).resolve()}", highlight=False, soft_wrap=True)
     if result.errors:
         raise FailedCalls(result.errors, result.total, "conversations and dilemmas", result.first_error)
+
+
+def _demo_target(config: DemoConfig, target: str, run_dir: Path) -> None:
+    from dilemmakit.demo_target import run_target_demo, target_demo_table
+    from dilemmakit.report import write_report
+
+    err.print(f"demo on {target} (a real-model spec starts its llama.cpp server first: a few seconds)")
+    result = run_target_demo(config, target, run_dir, console=err)
+    out.print(target_demo_table(result))
+    out.print(result.finding, highlight=False, soft_wrap=True)
+    out.print(f"wall time {result.wall_s:.0f} s", highlight=False)
+    out.print(f"run stored in {run_dir.resolve()} (dilemma summary/export --run-dir {run_dir})", soft_wrap=True)
+    out.print(f"report: {write_report(run_dir).resolve()}", highlight=False, soft_wrap=True)
+    if result.errors:
+        raise FailedCalls(result.errors, result.total, "conversations, dilemmas and follow-ups", result.first_error)
