@@ -243,9 +243,9 @@ def main() -> None:
     )
     engines = {}
     for spec in args.variants.split(","):
-        model, tokenizer = load_weights(spec, generation=True)
+        loaded = load_weights(spec, generation=True)
         # no prefix cache: the same prompts recur across the measurements, and each should be prefilled anew
-        engines[spec] = BatchingEngine(model, tokenizer, max_batch=args.batch, prefix_cache_mb=0)
+        engines[spec] = BatchingEngine(loaded.model, loaded.tokenizer, max_batch=args.batch, prefix_cache_mb=0)
     gguf = locate_gguf()
     if not args.llama_server:
         print("llama-server: skipped, no llama.cpp server binary on PATH (build llama.cpp or pass --llama-server)")

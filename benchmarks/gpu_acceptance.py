@@ -41,7 +41,8 @@ def engine_rates(spec: str, new_tokens: int) -> list[str]:
     from dilemmakit.engine.batching import BatchingEngine
     from dilemmakit.loading import load_weights
 
-    model, tokenizer = load_weights(spec, generation=True)
+    loaded = load_weights(spec, generation=True)
+    model, tokenizer = loaded.model, loaded.tokenizer
     engine = BatchingEngine(model, tokenizer, max_batch=max(CONCURRENCY))
     params = GenParams(temperature=0.0, max_tokens=new_tokens)
     engine.generate_batch(prompts(4), GenParams(temperature=0.0, max_tokens=8))  # warm-up

@@ -42,9 +42,9 @@ from dilemmakit.models.base import GenParams
 if variant == "before":
     from dilemmakit.loading.backends import local_chat_model
     from dilemmakit.loading.embedded import dequantized_copy
-    from dilemmakit.loading.weights import load_hf_weights
+    from dilemmakit.loading.weights import Loaded, load_hf_weights
 
-    model = local_chat_model(*load_hf_weights(str(dequantized_copy())), name="embedded")
+    model = local_chat_model(Loaded(*load_hf_weights(str(dequantized_copy()))), name="embedded")
 else:
     from dilemmakit.loading import load_model
 

@@ -15,6 +15,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.helpers import patience
+
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -59,9 +61,11 @@ class Browser:
                 raise RuntimeError("chromium did not start its DevTools endpoint")
             time.sleep(0.05)
         port = int(port_file.read_text().split()[0])
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=patience(10)) as response:
             pages = [t for t in json.load(response) if t.get("type") == "page"]
-        self.ws = websocket.create_connection(pages[0]["webSocketDebuggerUrl"], timeout=30, suppress_origin=True)
+        self.ws = websocket.create_connection(
+            pages[0]["webSocketDebuggerUrl"], timeout=patience(30), suppress_origin=True
+        )
         self._id = 0
         self.events: list[dict] = []
         for domain in ("Page", "Runtime", "Log", "Network"):
@@ -133,7 +137,7 @@ class Browser:
                 self.ws.close()
         finally:
             try:
-                self.proc.wait(timeout=5)
+                self.proc.wait(timeout=patience(5))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait(timeout=5)
+                self.proc.wait(timeout=patience(5))

@@ -31,23 +31,73 @@ from dilemmakit.testing import (  # noqa: F401  (re-exported for the tests)
 
 REPO = Path(__file__).resolve().parents[1]
 
+# How much longer than on an idle machine a test waits for a subprocess, a server or a reply before it gives
+# up: the suite runs beside training jobs and other suites (load averages of 6-15 have been seen). The one
+# setting for every such wait; speed goals belong in benchmarks/, not here.
+TIMEOUT_SCALE = float(os.environ.get("DILEMMA_TEST_TIMEOUT_SCALE") or 4)
+
+
+def patience(seconds: float) -> float:
+    """`seconds` of waiting on an idle machine, scaled by DILEMMA_TEST_TIMEOUT_SCALE (default 4)."""
+    return seconds * TIMEOUT_SCALE
+
 
 def run_cli(
     *args: str, env: dict | None = None, timeout: float = 300, check: bool = False
 ) -> subprocess.CompletedProcess:
-    """Run `dilemma ...` in a subprocess, as a user would."""
+    """Run `dilemma ...` in a subprocess, as a user would; `timeout` is scaled by `patience`."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "dilemmakit.cli.main", *map(str, args)],
         capture_output=True,
         text=True,
         env=full_env,
-        timeout=timeout,
+        timeout=patience(timeout),
         cwd=REPO,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"dilemma {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
+
+
+def attack_args(server, run_dir, *extra: str, limit: int = 3) -> list[str]:
+    """`dilemma attack` arguments against a ScriptedServer's target, attacker, helper and jbb judge; `extra`
+    comes last, so it can override any of them."""
+    return [
+        "attack",
+        "--target",
+        server.spec("target"),
+        "--attacker",
+        server.spec("attacker"),
+        "--helper",
+        server.spec("helper"),
+        "--judge",
+        f"jbb:{server.spec('judge')}",
+        "--run-dir",
+        str(run_dir),
+        "--limit",
+        str(limit),
+        *extra,
+    ]
+
+
+def tiny_llama(*, vocab_size: int = 64, layers: int = 4, context: int = 2048, seed: int = 0):
+    """A tiny random Llama in eval mode (hidden size 32, 4 heads, 2 key/value heads): real transformers code
+    that runs in milliseconds."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=context,
+    )
+    return LlamaForCausalLM(config).eval()
 
 
 def assert_clean_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
@@ -119,31 +169,19 @@ class Served:
 
     def __exit__(self, *exc):
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=patience(10))
 
 
 def tiny_defended_llama():
     """(model, tokenizer, defense): a tiny random Llama that speaks the embedded tokenizer (2048-token
     context), with an untrained ERR defense installed (gate on layer 1, adapters from layer 2)."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     from dilemmakit.defense import DefenseConfig, install_defense
     from dilemmakit.loading.embedded import dequantized_copy
 
     tok = AutoTokenizer.from_pretrained(str(dequantized_copy()))
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=2048,
-        )
-    ).eval()
+    model = tiny_llama(vocab_size=len(tok))
     defense = install_defense(
         model, DefenseConfig(detection_layer=1, start_layer=2, rank=2, alpha=4, head_hidden=(8, 4))
     )
@@ -154,12 +192,12 @@ def tiny_defended_chat(name: str = "tiny-defended", max_batch: int = 4):
     """`tiny_defended_llama` as a chat model whose gate is ~0.95 on every prompt: fast enough to serve in any test."""
     import torch
 
-    from dilemmakit.loading import local_chat_model
+    from dilemmakit.loading import Loaded, local_chat_model
 
     model, tok, defense = tiny_defended_llama()
     with torch.no_grad():
         defense.gate.mlp[-1].bias.fill_(3.0)  # gate ~0.95 on every prompt: the adapters run
-    return local_chat_model(model, tok, name=name, max_batch=max_batch)
+    return local_chat_model(Loaded(model, tok, defense), name=name, max_batch=max_batch)
 
 
 def sandbox_or_skip():

@@ -15,7 +15,6 @@ import torch
 from dilemmakit.attacks.trial import offline_opening
 from dilemmakit.behaviors import Behavior
 from dilemmakit.defense.loading import builtin_dir
-from dilemmakit.defense.model import get_defense
 from dilemmakit.err.evaluate import benign_test, held_out
 from dilemmakit.judges.refusal import is_refusal
 from dilemmakit.models.base import GenParams
@@ -60,7 +59,7 @@ def test_aligned_refuses_direct_harmful_requests_and_answers_benign_ones(models)
 
 def test_err_gate_fires_on_dilemmas_around_harm_and_stays_off_benign_prompts(models):
     _, err = models
-    defense = get_defense(err.model)
+    defense = err.defense
     tok = err.tokenizer
     rng = random.Random(0)
     dilemmas = [

@@ -8,26 +8,11 @@ import sqlite3
 import pytest
 
 from tests.helpers import COMPLY, OPTION_A, REFUSE, VAGUE, assert_clean_error, target_by_turn
+from tests.helpers import attack_args as _attack_args
 
 
 def attack_args(server, run_dir, *extra):
-    return [
-        "attack",
-        "--target",
-        server.spec("target"),
-        "--attacker",
-        server.spec("attacker"),
-        "--helper",
-        server.spec("helper"),
-        "--judge",
-        f"jbb:{server.spec('judge')}",
-        "--run-dir",
-        run_dir,
-        "--limit",
-        "3",
-        "--quiet",
-        *extra,
-    ]
+    return _attack_args(server, run_dir, "--quiet", *extra)
 
 
 def count_rows(run_dir, table):

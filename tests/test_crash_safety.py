@@ -11,9 +11,21 @@ import time
 
 from dilemmakit.store.db import open_store
 from dilemmakit.testing import ScriptedServer
-from tests.helpers import COMPLY, OPTION_A, OPTION_B, REFUSE, REPO, VAGUE, target_by_turn, user_turns
+from tests.helpers import (
+    COMPLY,
+    OPTION_A,
+    OPTION_B,
+    REFUSE,
+    REPO,
+    VAGUE,
+    attack_args,
+    patience,
+    target_by_turn,
+    user_turns,
+)
 
 LIMIT, ROUNDS, CONCURRENCY, KILLS = 6, 4, 2, 4
+ATTACK_OPTIONS = ("--quiet", "--max-rounds", str(ROUNDS), "--concurrency", str(CONCURRENCY), "--seed", "3")
 
 
 def target(messages):
@@ -23,31 +35,7 @@ def target(messages):
 
 
 def attack_cmd(server, run_dir):
-    return [
-        sys.executable,
-        "-m",
-        "dilemmakit.cli.main",
-        "attack",
-        "--run-dir",
-        str(run_dir),
-        "--quiet",
-        "--target",
-        server.spec("target"),
-        "--attacker",
-        server.spec("attacker"),
-        "--helper",
-        server.spec("helper"),
-        "--judge",
-        f"jbb:{server.spec('judge')}",
-        "--limit",
-        str(LIMIT),
-        "--max-rounds",
-        str(ROUNDS),
-        "--concurrency",
-        str(CONCURRENCY),
-        "--seed",
-        "3",
-    ]
+    return [sys.executable, "-m", "dilemmakit.cli.main", *attack_args(server, run_dir, *ATTACK_OPTIONS, limit=LIMIT)]
 
 
 def transcripts(run_dir):
@@ -69,7 +57,12 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
         server.script("target", target)
         # the reference: one uninterrupted run
         subprocess.run(
-            attack_cmd(server, tmp_path / "clean"), env=env, cwd=REPO, check=True, capture_output=True, timeout=120
+            attack_cmd(server, tmp_path / "clean"),
+            env=env,
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            timeout=patience(120),
         )
         clean_requests = {m: len(server.calls(m)) for m in ("helper", "attacker", "target", "judge")}
         clean_total = len(server.requests)
@@ -91,11 +84,11 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
                 kills += 1
-            proc.wait(timeout=30)
+            proc.wait(timeout=patience(30))
             proc.stderr.close()
         assert kills >= 3
         final = subprocess.run(
-            attack_cmd(server, run_dir), env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+            attack_cmd(server, run_dir), env=env, cwd=REPO, capture_output=True, text=True, timeout=patience(120)
         )
         assert final.returncode == 0, final.stderr
         requests = {m: len(server.calls(m)) for m in clean_requests}

@@ -5,26 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dilemmakit.defense import DefenseConfig, get_defense, install_defense, load_defense, save_defense
+from dilemmakit.defense import DefenseConfig, has_defense, install_defense, load_defense, save_defense
 from dilemmakit.defense.gate import GateState
 from dilemmakit.defense.loading import merge_defense
 from dilemmakit.errors import UserError
+from tests import helpers
 
 
 def tiny_llama(seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=6,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    return LlamaForCausalLM(cfg).eval()
+    return helpers.tiny_llama(layers=6, context=64, seed=seed)
 
 
 def config(**kw) -> DefenseConfig:
@@ -160,8 +149,9 @@ def test_remove_restores_base_and_merge_requires_static(tmp_path):
     before = logits(model)
     defense = install_defense(model, config())
     randomize_adapters(defense)
+    assert has_defense(model)
     defense.remove(model)
-    assert get_defense(model) is None
+    assert not has_defense(model)
     assert torch.equal(logits(model), before)
     save_defense(install_defense(model, config()), tmp_path / "gated")
     with pytest.raises(UserError, match="cannot be merged"):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from tests.helpers import patience
+
 
 def test_two_processes_train_the_same_adapters(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
@@ -17,7 +19,7 @@ def test_two_processes_train_the_same_adapters(tmp_path):
         [str(torchrun), "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=patience(600),
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         cwd=Path(__file__).parent.parent,
     )

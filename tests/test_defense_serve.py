@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from dilemmakit.models.base import GenParams
-from tests.helpers import Served, tiny_defended_chat
+from tests.helpers import Served, patience, tiny_defended_chat
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_chat_completion_reports_gate_score(defended_tiny):
                 "temperature": 0,
                 "messages": [{"role": "user", "content": "hello"}],
             },
-            timeout=60,
+            timeout=patience(60),
         )
         assert r.status_code == 200, r.text
         body = r.json()
@@ -40,7 +40,7 @@ def test_chat_completion_reports_gate_score(defended_tiny):
         assert 0.5 < body["x_gate_score"] <= 1.0
         assert float(r.headers["X-Dilemma-Gate"]) == pytest.approx(body["x_gate_score"], abs=1e-5)
         assert body["usage"]["completion_tokens"] <= 5
-        models = httpx.get(f"{base}/models", timeout=10).json()
+        models = httpx.get(f"{base}/models", timeout=patience(10)).json()
         assert [m["id"] for m in models["data"]] == ["tiny-defended"]
 
 
@@ -49,7 +49,7 @@ def test_streaming_sends_sse_chunks_and_done(defended_tiny):
         with httpx.stream(
             "POST",
             f"{base}/chat/completions",
-            timeout=60,
+            timeout=patience(60),
             json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 6, "temperature": 0, "stream": True},
         ) as r:
             assert r.status_code == 200
@@ -70,7 +70,7 @@ def _stream_text(base: str, max_tokens: int) -> tuple[list[str], str]:
         "temperature": 0,
         "stream": True,
     }
-    with httpx.stream("POST", f"{base}/chat/completions", timeout=60, json=body) as r:
+    with httpx.stream("POST", f"{base}/chat/completions", timeout=patience(60), json=body) as r:
         chunks = [json.loads(ln[6:]) for ln in r.iter_lines() if ln.startswith("data: {")]
     pieces = [c["choices"][0]["delta"].get("content", "") for c in chunks]
     return [p for p in pieces if p], chunks[-1]["choices"][0]["finish_reason"]
@@ -81,7 +81,7 @@ def test_local_models_stream_token_by_token_and_match_the_whole_reply(defended_t
         pieces, finish = _stream_text(base, 12)
         whole = httpx.post(
             f"{base}/chat/completions",
-            timeout=60,
+            timeout=patience(60),
             json={
                 "messages": [{"role": "user", "content": "Tell me about rivers."}],
                 "max_tokens": 12,
@@ -100,7 +100,7 @@ def test_a_client_that_leaves_mid_stream_frees_its_row(defended_tiny):
         with httpx.stream(
             "POST",
             f"{base}/chat/completions",
-            timeout=60,
+            timeout=patience(60),
             json={
                 "messages": [{"role": "user", "content": "hi"}],
                 "max_tokens": 2000,
@@ -143,11 +143,13 @@ def test_models_that_cannot_stream_send_word_chunks():
 
 def test_bad_requests_get_openai_style_400(defended_tiny):
     with Served(defended_tiny) as base:
-        r = httpx.post(f"{base}/chat/completions", content=b"{not json", timeout=10)
+        r = httpx.post(f"{base}/chat/completions", content=b"{not json", timeout=patience(10))
         assert r.status_code == 400 and "error" in r.json()
-        r = httpx.post(f"{base}/chat/completions", json={"messages": []}, timeout=10)
+        r = httpx.post(f"{base}/chat/completions", json={"messages": []}, timeout=patience(10))
         assert r.status_code == 400 and "messages" in r.json()["error"]["message"]
-        r = httpx.post(f"{base}/chat/completions", json={"messages": [{"role": "robot", "content": "x"}]}, timeout=10)
+        r = httpx.post(
+            f"{base}/chat/completions", json={"messages": [{"role": "robot", "content": "x"}]}, timeout=patience(10)
+        )
         assert r.status_code == 400
 
 

@@ -11,6 +11,7 @@ from dilemmakit.defense import DefenseConfig, install_defense
 from dilemmakit.err.examples import BENIGN, GATE_ONLY, HARMFUL, Example, balance_and_split, collate, encode
 from dilemmakit.err.train import CHECKPOINT, TrainConfig, class_weights, reply_loss, train_adapters, train_gate
 from dilemmakit.errors import UserError
+from tests.helpers import tiny_llama
 
 
 @pytest.fixture(scope="module")
@@ -23,19 +24,7 @@ def tok():
 
 
 def tiny(tok):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    return LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-        )
-    ).eval()
+    return tiny_llama(vocab_size=len(tok))
 
 
 def examples(n: int = 8) -> list[Example]:

@@ -15,9 +15,10 @@ PROMPTS = ["Write a haiku about the sea.", "Explain photosynthesis in detail.", 
 
 @pytest.fixture(scope="session")
 def embedded():
-    from dilemmakit.loading.embedded import load_embedded_weights
+    from dilemmakit.loading import load_weights
 
-    return load_embedded_weights()
+    loaded = load_weights("embedded")
+    return loaded.model, loaded.tokenizer
 
 
 @pytest.fixture
@@ -132,7 +133,6 @@ def test_rows_of_a_gated_model_keep_their_own_gate_as_rows_join_and_leave():
     import torch
 
     from dilemmakit.engine.decoder import Decoder, Row
-    from dilemmakit.loading import row_state
     from tests.helpers import tiny_defended_llama
 
     model, tok, defense = tiny_defended_llama()
@@ -176,13 +176,13 @@ def test_rows_of_a_gated_model_keep_their_own_gate_as_rows_join_and_leave():
 
     alone = {}
     for i in range(len(prompts)):
-        alone.update(decode(Decoder(model, tok, max_batch=8, row_state=row_state(model)), [[i]]))
+        alone.update(decode(Decoder(model, tok, max_batch=8, row_state=defense.row_state), [[i]]))
     gates = [alone[i][1] for i in range(len(prompts))]
     assert all(g is not None for g in gates)
     opened = [g > defense.config.threshold for g in gates]
     assert any(opened) and not all(opened), f"the test needs open and closed gates, got {gates}"
     together = decode(
-        Decoder(model, tok, max_batch=8, row_state=row_state(model)), [[0, 1, 2], [], [3, 4], [], [], [5]]
+        Decoder(model, tok, max_batch=8, row_state=defense.row_state), [[0, 1, 2], [], [3, 4], [], [], [5]]
     )
     for i in range(len(prompts)):
         assert together[i][0] == alone[i][0], f"row {i} decoded differently in the batch"
@@ -227,7 +227,7 @@ def test_prefix_cache_size_is_a_transport_option_and_checked():
 def test_prefix_cache_keeps_the_newest_turn_within_its_budget():
     import torch
 
-    from dilemmakit.engine.decoder import PREFIX_MIN_TOKENS, PrefixCache
+    from dilemmakit.engine.prefix_cache import PREFIX_MIN_TOKENS, PrefixCache
 
     def kv(n):  # two layers of [heads, tokens, head_dim] float32: 2 * 2 * n * 4 * 4 bytes
         return [(torch.full((1, n, 4), float(n)), torch.zeros(1, n, 4)) for _ in range(2)]
@@ -271,8 +271,8 @@ def int8_engine():
     from dilemmakit.engine.batching import BatchingEngine
     from dilemmakit.loading import load_weights
 
-    model, tokenizer = load_weights("embedded?quant=int8", generation=True)
-    eng = BatchingEngine(model, tokenizer, max_batch=8)
+    loaded = load_weights("embedded?quant=int8", generation=True)
+    eng = BatchingEngine(loaded.model, loaded.tokenizer, max_batch=8)
     yield eng
     eng.close()
 
@@ -303,7 +303,6 @@ def test_builtin_defense_loads_with_int8_weights():
     import asyncio
 
     from dilemmakit.defense.gate import HarmGate
-    from dilemmakit.defense.model import get_defense
     from dilemmakit.loading import load_model
 
     model = load_model("embedded-aligned?quant=int8")
@@ -315,7 +314,7 @@ def test_builtin_defense_loads_with_int8_weights():
         asyncio.run(model.aclose())
     gated = load_model("embedded-err?quant=int8")
     try:
-        gate = get_defense(gated.model).gate
+        gate = gated.defense.gate
         assert isinstance(gate, HarmGate)
         assert all(type(layer).__module__.startswith("torch.nn.modules") for layer in gate.mlp), "gate quantized"
         reply = asyncio.run(gated.generate(conv("Hi"), GenParams(temperature=0, max_tokens=8)))

@@ -13,7 +13,7 @@ from importlib.util import find_spec
 
 import pytest
 
-from tests.helpers import Served, tiny_defended_chat
+from tests.helpers import Served, patience, tiny_defended_chat
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_garak_openai_compatible_generator_probes_the_served_model(base, tmp_pat
         capture_output=True,
         text=True,
         env=env,
-        timeout=600,
+        timeout=patience(600),
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -13,7 +13,7 @@ from dilemmakit.report import write_report
 from dilemmakit.store.db import open_store
 from dilemmakit.testing import COMPLIANCE_MARKER
 from tests.cli_inprocess import run_inprocess
-from tests.helpers import COMPLY, OPTION_A, REFUSE, REPO, VAGUE, ScriptedServer, assert_clean_error, run
+from tests.helpers import COMPLY, OPTION_A, REFUSE, REPO, VAGUE, ScriptedServer, assert_clean_error, patience, run
 from tests.report_data import varied_helper
 
 
@@ -159,12 +159,12 @@ def test_sigkill_mid_rejudge_then_rerun_gives_every_verdict_once(tmp_path):
         while len(server.calls("judge2")) < 5 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.002)
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.wait(timeout=patience(30))
         proc.stderr.close()
         partial = [k for k in verdict_keys(tmp_path) if k[2] == "j2"]
         assert 0 < len(partial) < len(original)  # killed mid-way, with some verdicts committed
         killed_calls = len(server.calls("judge2"))
-        final = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+        final = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=patience(120))
         assert final.returncode == 0, final.stderr
         rerun_calls = len(server.calls("judge2")) - killed_calls
     keys = verdict_keys(tmp_path)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from dilemmakit.campaign import CampaignConfig
-from dilemmakit.engine.decoder import Row, apply_repetition_penalty, sample_tokens, sampling_probs
+from dilemmakit.engine.decoder import Row
+from dilemmakit.engine.sampling import apply_repetition_penalty, sample_tokens, sampling_probs
 from dilemmakit.errors import UserError
 from dilemmakit.loading import load_model
 from dilemmakit.models.base import LOCAL_SAMPLING, GenParams, Sampling

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from dilemmakit.loading import load_model
-from tests.helpers import Served, tiny_defended_chat
+from tests.helpers import Served, patience, tiny_defended_chat
 
 openai = pytest.importorskip("openai", reason="the openai SDK is in the test extra: pip install -e '.[test]'")
 
@@ -34,7 +34,7 @@ def base(tiny):
 
 @pytest.fixture
 def client(base):
-    with openai.OpenAI(base_url=base, api_key="unused", max_retries=0, timeout=60) as c:
+    with openai.OpenAI(base_url=base, api_key="unused", max_retries=0, timeout=patience(60)) as c:
         yield c
 
 
@@ -167,9 +167,9 @@ def test_models_by_id_unknown_models_and_routes(client, base):
     assert exc.value.code == "model_not_found" and "tiny-defended" in exc.value.message
     assert _ask(client, model="embedded-err-alias", max_tokens=2).model == "tiny-defended"
 
-    missing = httpx.post(f"{base}/completions", json={"prompt": "x"}, timeout=10)
+    missing = httpx.post(f"{base}/completions", json={"prompt": "x"}, timeout=patience(10))
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "invalid_request_error"
-    wrong = httpx.get(f"{base}/chat/completions", timeout=10)
+    wrong = httpx.get(f"{base}/chat/completions", timeout=patience(10))
     assert wrong.status_code == 405 and "POST" in wrong.headers["allow"]
     assert "Method not allowed" in wrong.json()["error"]["message"]
 
@@ -191,7 +191,7 @@ def test_sixteen_concurrent_sdk_streams(base, tiny):
         return text, finish
 
     async def main():
-        async with openai.AsyncOpenAI(base_url=base, api_key="unused", max_retries=0, timeout=120) as client:
+        async with openai.AsyncOpenAI(base_url=base, api_key="unused", max_retries=0, timeout=patience(120)) as client:
             return await asyncio.gather(*(one(client, i) for i in range(16)))
 
     results = asyncio.run(main())
@@ -204,7 +204,7 @@ def test_stop_reaches_http_models_and_is_enforced_when_they_ignore_it(server):
     server.script("target", lambda m: "alpha beta STOP gamma delta")
     proxied = load_model(server.spec("target", max_retries=0))  # its connections live on the server's loop
     with Served(proxied, served_name="target") as url:
-        with openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=30) as client:
+        with openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=patience(30)) as client:
             reply = client.chat.completions.create(model="target", messages=HELLO, stop="STOP")
             chunks = list(client.chat.completions.create(model="target", messages=HELLO, stop=["STOP"], stream=True))
     assert [c["stop"] for c in server.calls("target")] == [["STOP"], ["STOP"]]  # the upstream is told

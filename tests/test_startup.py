@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, patience
 from tests.report_data import add_artefacts, make_run
 
 HEAVY = ("torch", "transformers")
@@ -33,7 +33,7 @@ def heavy_imports(*args: str) -> dict:
         text=True,
         cwd=REPO,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"},
-        timeout=120,
+        timeout=patience(120),
     )
     lines = proc.stdout.strip().splitlines()
     assert lines, f"dilemma {' '.join(args)} printed nothing (exit {proc.returncode}):\n{proc.stderr[-2000:]}"

@@ -6,20 +6,23 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from dilemmakit.defense.builtins import BUILTIN, builtin_dir
     from dilemmakit.defense.config import DefenseConfig
     from dilemmakit.defense.gate import GateState, HarmGate
     from dilemmakit.defense.lora import HarmGatedLinear
-    from dilemmakit.defense.model import Defense, get_defense, install_defense, load_defense, save_defense
+    from dilemmakit.defense.model import Defense, has_defense, install_defense, load_defense, save_defense
 
 # Names resolve on first use: `dilemmakit.defense.config` is read by commands that never load a model,
 # and importing it must not import torch (which the other submodules need).
 _HOMES = {
     "DefenseConfig": "config",
+    "BUILTIN": "builtins",
+    "builtin_dir": "builtins",
     "GateState": "gate",
     "HarmGate": "gate",
     "HarmGatedLinear": "lora",
     "Defense": "model",
-    "get_defense": "model",
+    "has_defense": "model",
     "install_defense": "model",
     "load_defense": "model",
     "save_defense": "model",
@@ -33,12 +36,14 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "BUILTIN",
+    "builtin_dir",
     "DefenseConfig",
     "Defense",
     "GateState",
     "HarmGate",
     "HarmGatedLinear",
-    "get_defense",
+    "has_defense",
     "install_defense",
     "load_defense",
     "save_defense",

@@ -1,28 +1,17 @@
-"""Resolve a defense reference (a directory or a built-in name) and put it on a loaded model.
-
-Built-in defenses ship inside the package:
-    aligned   a plain LoRA refusal adapter that makes the embedded model refuse harmful requests
-    err       the ERR gate and adapters trained on top of `aligned` by scripts/train_err.py
-"""
+"""Resolve a defense reference (a directory or a built-in name, `defense.builtins`) and put it on a loaded model."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from dilemmakit import resources
+from dilemmakit.defense.builtins import BUILTIN, builtin_dir, is_builtin
 from dilemmakit.defense.config import CONFIG_NAME, DefenseConfig
 from dilemmakit.defense.model import Defense, load_defense
 from dilemmakit.errors import UserError
 
-BUILTIN = ("aligned", "err")
-
-
-def builtin_dir(name: str) -> Path:
-    return resources.path("dilemmakit.defense", "builtin", name)
-
 
 def resolve_defense(ref: str) -> Path:
-    if ref in BUILTIN:
+    if is_builtin(ref):
         path = builtin_dir(ref)
         if not (path / CONFIG_NAME).exists():
             raise UserError(

@@ -1,7 +1,8 @@
 """Install a harm-gated LoRA defense into a transformers causal LM, save it and load it back.
 
-The defense lives beside the model (in `model.__dict__`, not as a registered submodule), so the base
-model's own state dict and save_pretrained stay untouched. A forward hook on the decoder block whose
+`install_defense` returns the `Defense`: the handle its caller keeps (loading hands it on in `Loaded`). It
+is not registered as a submodule of the model, so the base model's own state dict and save_pretrained stay
+untouched. A forward hook on the decoder block whose
 output is layer `detection_layer` (numbered as in `dilemmakit.layers`) computes the gate once per sequence, when the prompt is
 prefilled; decode steps (one new token) reuse it, so generation costs one gate evaluation per reply.
 """
@@ -21,8 +22,6 @@ from dilemmakit.defense.gate import GateState, HarmGate
 from dilemmakit.defense.lora import HarmGatedLinear
 from dilemmakit.errors import UserError
 from dilemmakit.layers import block_writing, decoder_blocks
-
-ATTR = "dilemma_defense"
 
 
 class StopForward(Exception):
@@ -169,21 +168,20 @@ class Defense(nn.Module):
             setattr(parent, leaf, wrapped.merged_linear() if merge else original)
         if self._hook is not None:
             self._hook.remove()
-        model.__dict__.pop(ATTR, None)
+
+
+def has_defense(model) -> bool:
+    """True while a defense's adapters wrap the model's layers (installed, neither merged nor removed)."""
+    return any(isinstance(m, HarmGatedLinear) for m in model.modules())
 
 
 def install_defense(model, config: DefenseConfig) -> Defense:
-    if ATTR in model.__dict__:
+    """Wrap the model's layers with a fresh defense; the returned `Defense` is the only handle to it."""
+    if has_defense(model):
         raise UserError("this model already has a defense installed; merge or remove it first")
     for p in model.parameters():
         p.requires_grad_(False)
-    defense = Defense(model, config)
-    model.__dict__[ATTR] = defense
-    return defense
-
-
-def get_defense(model) -> Defense | None:
-    return model.__dict__.get(ATTR)
+    return Defense(model, config)
 
 
 def save_defense(defense: Defense, directory: Path | str, *, dtype: torch.dtype | None = torch.float16) -> Path:

@@ -19,17 +19,17 @@ from dataclasses import dataclass
 from itertools import groupby
 
 from dilemmakit.engine.decoder import (
-    PREFIX_CACHE_MB,
     Decoder,
     EngineStats,
-    PrefixCache,
     Row,
     RowState,
+    context_length,
     eos_token_ids,
     row_metas,
     supports_slot_cache,
 )
 from dilemmakit.engine.linear import use_skinny_linears
+from dilemmakit.engine.prefix_cache import PREFIX_CACHE_MB, PrefixCache
 from dilemmakit.models.base import LOCAL_SAMPLING, Delta, GenParams, Message, Reply
 
 
@@ -283,8 +283,7 @@ class BatchingEngine:
 
         tok = self.tokenizer
         params = params.over(LOCAL_SAMPLING)
-        max_ctx = int(getattr(self.model.config, "max_position_embeddings", 8192) or 8192)
-        budget = max(16, max_ctx - params.max_tokens)
+        budget = max(16, context_length(self.model) - params.max_tokens)
         ids = [self.prompt_ids(m)[-budget:] for m in conversations]
         width = max(len(s) for s in ids)
         pad = tok.pad_token_id

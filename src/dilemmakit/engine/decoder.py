@@ -13,9 +13,9 @@ the longest live row, and finished rows are compacted away by moving the last ro
 Prompts are prefilled left-padded through the model's own `DynamicCache` exactly as `generate()`
 does, then copied into the buffers without their padding.
 
-A finished row's keys/values (prompt and reply) stay in a `PrefixCache` for a while: the next turn of
-that conversation starts with them, so its prefill runs only the new messages (what llama.cpp's server and
-vLLM's prefix caching do). Results agree with a whole prefill to float rounding.
+A finished row's keys/values (prompt and reply) stay in a `PrefixCache` (`engine.prefix_cache`) for a
+while, so the next turn of that conversation prefills only its new messages. Each step's tokens are drawn
+by `engine.sampling`.
 
 A model that keeps per-row state from prefill to the end of decoding (e.g. the ERR harm gate's score)
 comes with a `RowState`: the decoder takes each row's state right after its prefill, keeps it with the row,
@@ -26,7 +26,6 @@ batch like any other.
 from __future__ import annotations
 
 import inspect
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
@@ -34,11 +33,11 @@ from typing import Any, Protocol, cast
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin, DynamicLayer
 
+from dilemmakit.engine.prefix_cache import KV, PREFIX_MIN_TOKENS, PrefixCache
+from dilemmakit.engine.sampling import sample_tokens
 from dilemmakit.models.base import LOCAL_SAMPLING, GenParams, Reply
 
 PREFILL_TOKENS = 8192  # left-padded tokens per prefill forward: bounds the activation memory
-PREFIX_MIN_TOKENS = 32  # a shorter cached start is not worth a prefill of its own
-PREFIX_CACHE_MB = 512  # default size of the finished rows' keys/values kept for later prompts
 
 
 class RowState(Protocol):
@@ -62,6 +61,32 @@ class RowState(Protocol):
 def row_metas(hook: RowState | None, rows: int) -> list[dict]:
     """The meta of each row of the forward pass just run (the last prefill, or a whole `generate()`)."""
     return [hook.meta(s) for s in hook.take(rows)] if hook is not None else [{} for _ in range(rows)]
+
+
+DEFAULT_CONTEXT = 4096  # tokens, for a config that declares no context length: no longer than models train on
+
+
+def context_length(model_or_config) -> int:
+    """Tokens a model attends over, prompt and reply together: its config's `max_position_embeddings`
+    (`n_positions` in GPT-2-style configs), else DEFAULT_CONTEXT. The engine cuts a longer prompt's start."""
+    config = getattr(model_or_config, "config", model_or_config)
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if value:
+            return int(value)
+    return DEFAULT_CONTEXT
+
+
+def cache_argument(model) -> str:
+    """The keyword a model's forward takes its KV cache by: `cache` in current transformers (where the old
+    `past_key_values` draws a FutureWarning), `past_key_values` in releases before the rename."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def returned_cache(out) -> Any:
+    """The KV cache a forward pass returned, read under the name its output class declares."""
+    fields = getattr(type(out), "__dataclass_fields__", {})
+    return out.cache if "cache" in fields else out.past_key_values
 
 
 def supports_slot_cache(model) -> bool:
@@ -120,130 +145,6 @@ class Row:
     state: Any = None  # the model's per-row state (`RowState`), kept from the row's prefill to its last token
     done: bool = False
     on_token: Callable[[int, dict], None] | None = None  # streaming: each accepted token, with meta
-
-
-# --- prefix cache -----------------------------------------------------------------------------
-KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [kv_heads, tokens, head_dim]
-
-
-def common_prefix(a: tuple[int, ...] | list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
-
-
-class PrefixCache:
-    """Keys/values of finished rows (their prompt and reply tokens), kept for later prompts that start with
-    them. At most `budget_bytes`; the least recently used entry goes first, and an entry that a newer one
-    extends (the same conversation one turn later) is dropped when the newer one arrives."""
-
-    def __init__(self, budget_bytes: int):
-        self.budget_bytes = budget_bytes
-        self.entries: OrderedDict[tuple[int, ...], KV] = OrderedDict()
-        self.bytes = 0
-
-    @staticmethod
-    def size(kv: KV) -> int:
-        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
-
-    def store(self, ids: tuple[int, ...], kv: KV) -> None:
-        size = self.size(kv)
-        if len(ids) < PREFIX_MIN_TOKENS or size > self.budget_bytes:
-            return
-        for old in [k for k in self.entries if len(k) <= len(ids) and ids[: len(k)] == k]:
-            self._drop(old)
-        self.entries[ids] = kv
-        self.bytes += size
-        while self.bytes > self.budget_bytes:
-            self._drop(next(iter(self.entries)))
-
-    def longest(self, prompt: list[int]) -> tuple[int, KV] | None:
-        """(n, keys/values) of the entry sharing the longest start with `prompt`, n < len(prompt) tokens
-        (the prompt's last token always runs: it gives the first reply token); None below PREFIX_MIN_TOKENS."""
-        best, best_ids = 0, None
-        for ids in self.entries:
-            n = min(common_prefix(ids, prompt), len(prompt) - 1)
-            if n > best:
-                best, best_ids = n, ids
-        if best_ids is None or best < PREFIX_MIN_TOKENS:
-            return None
-        self.entries.move_to_end(best_ids)
-        return best, self.entries[best_ids]
-
-    def _drop(self, ids: tuple[int, ...]) -> None:
-        self.bytes -= self.size(self.entries.pop(ids))
-
-    def clear(self) -> None:
-        self.entries.clear()
-        self.bytes = 0
-
-
-# --- sampling ---------------------------------------------------------------------------------
-def apply_repetition_penalty(logits: torch.Tensor, contexts: list[list[int]], penalties: list[float]) -> None:
-    """In place, per row: the logits of tokens already in the row's context divided by its penalty when positive
-    and multiplied by it when negative (the CTRL penalty, as transformers and vLLM apply it to prompt and reply)."""
-    width = max(len(c) for c in contexts)
-    ids = torch.tensor([c + [c[0]] * (width - len(c)) for c in contexts], device=logits.device)  # pad: a repeat
-    pen = torch.tensor(penalties, device=logits.device, dtype=logits.dtype)[:, None]
-    seen = logits.gather(-1, ids)
-    logits.scatter_(-1, ids, torch.where(seen > 0, seen / pen, seen * pen))
-
-
-def sampling_probs(
-    logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, min_p: torch.Tensor
-) -> torch.Tensor:
-    """Per-row distributions to draw from: `logits` [rows, vocab]; each setting [rows, 1] (top_k 0, top_p 1,
-    min_p 0: off). Temperature, then top-k, top-p on the top-k mass, min-p; the likeliest token is always kept."""
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
-    ranks = torch.arange(probs.shape[-1], device=probs.device)[None, :]
-    keep = (top_k <= 0) | (ranks < top_k)
-    in_k = sorted_probs * keep
-    before = (in_k.cumsum(-1) - in_k) / in_k.sum(-1, keepdim=True)  # top-k mass ranked above each token
-    keep &= (top_p >= 1) | (before < top_p)
-    keep &= sorted_probs >= min_p * sorted_probs[:, :1]
-    keep[:, 0] = True
-    kept = sorted_probs * keep
-    return torch.zeros_like(probs).scatter_(-1, order, kept / kept.sum(-1, keepdim=True))
-
-
-def sample_tokens(logits: torch.Tensor, rows: list[Row]) -> list[int]:
-    """The next token of each row under its own params (vectorised over the rows; a seeded row draws from its
-    own generator). Unset sampling fields are off here: `Decoder.admit` fills in LOCAL_SAMPLING."""
-    logits = logits.float()
-    penalised = [i for i, r in enumerate(rows) if (r.params.repetition_penalty or 1.0) != 1.0]
-    if penalised:
-        sub = logits[penalised]
-        apply_repetition_penalty(
-            sub,
-            [rows[i].prompt + rows[i].generated for i in penalised],
-            [float(rows[i].params.repetition_penalty or 1.0) for i in penalised],
-        )
-        logits[penalised] = sub
-    tokens = logits.argmax(-1)
-    hot = [i for i, r in enumerate(rows) if r.params.temperature > 0]
-    if hot:
-
-        def column(values: list) -> torch.Tensor:
-            return torch.tensor(values, device=logits.device)[:, None]
-
-        params = [rows[i].params for i in hot]
-        probs = sampling_probs(
-            logits[hot],
-            column([p.temperature for p in params]),
-            column([p.top_k or 0 for p in params]),
-            column([1.0 if p.top_p is None else p.top_p for p in params]),
-            column([p.min_p or 0.0 for p in params]),
-        )
-        free = [j for j, i in enumerate(hot) if rows[i].generator is None]
-        if free:
-            tokens[[hot[j] for j in free]] = torch.multinomial(probs[free], 1)[:, 0]
-        for j, i in enumerate(hot):
-            if rows[i].generator is not None:
-                tokens[i] = torch.multinomial(probs[j], 1, generator=rows[i].generator)[0]
-    return tokens.tolist()
 
 
 def _filled_kv(layer: object) -> tuple[torch.Tensor, torch.Tensor]:
@@ -353,7 +254,7 @@ class Decoder:
         self.prefix_cache = prefix_cache if row_state is None else None
         self.eos = eos_token_ids(model, tokenizer)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos), 0)
-        self.max_context = int(getattr(model.config, "max_position_embeddings", 8192) or 8192)
+        self.max_context = context_length(model)
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.rows: list[Row] = []
@@ -361,6 +262,7 @@ class Decoder:
         n_layers = model.config.get_text_config(decoder=True).num_hidden_layers
         self.cache = Cache(layers=[_SlotLayer(self.slots, i) for i in range(n_layers)])
         self._keep_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._cache_arg = cache_argument(model)
 
     # --- admission ----------------------------------------------------------------------------
     def free_rows(self) -> int:
@@ -408,12 +310,11 @@ class Decoder:
         )
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
-        kwargs = {"logits_to_keep": 1} if self._keep_logits else {}
+        kwargs: dict[str, Any] = {"logits_to_keep": 1} if self._keep_logits else {}
         if self.row_state is not None:
             self.row_state.clear()
-        out = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True, **kwargs
-        )
+        kwargs[self._cache_arg] = cache
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **kwargs)
         self.stats.batches_run += 1
         self.stats.saw(len(chunk))
         states = self.row_state.take(len(chunk)) if self.row_state is not None else [None] * len(chunk)
@@ -427,12 +328,12 @@ class Decoder:
         for i, (k, v) in enumerate(kv):
             cache.update(k[None, :, :cached], v[None, :, :cached], i)
         rest = r.prompt[cached:]
-        kwargs = {"logits_to_keep": 1} if self._keep_logits else {}
+        kwargs: dict[str, Any] = {"logits_to_keep": 1} if self._keep_logits else {}
+        kwargs[self._cache_arg] = cache
         out = self.model(
             input_ids=torch.tensor([rest], device=self.device),
             attention_mask=torch.ones((1, len(r.prompt)), dtype=torch.long, device=self.device),
             position_ids=torch.arange(cached, len(r.prompt), device=self.device)[None, :],
-            past_key_values=cache,
             use_cache=True,
             **kwargs,
         )
@@ -477,8 +378,8 @@ class Decoder:
             input_ids=ids,
             attention_mask=mask,
             position_ids=lengths[:, None],
-            past_key_values=self.cache,
             use_cache=True,
+            **{self._cache_arg: self.cache},
         )
         self.stats.steps_run += 1
         self.stats.saw(n)

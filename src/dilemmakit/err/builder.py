@@ -195,7 +195,11 @@ def build(cfg: DataConfig, out_dir: Path, *, console=None) -> dict:
                 f"--model {cfg.model!r} must be a local model (embedded.. or hf:..) for offline Engage answers"
             )
         answers = engage_targets(
-            local.model, local.tokenizer, [convs[i][0] for i in benign_idx], max_tokens=cfg.max_tokens
+            local.model,
+            local.tokenizer,
+            [convs[i][0] for i in benign_idx],
+            max_tokens=cfg.max_tokens,
+            row_state=local.engine.row_state,
         )
         for i, a in zip(benign_idx, answers, strict=False):
             targets[i] = "" if is_refusal(a) else a  # a refusal is not an Engage target

@@ -34,7 +34,6 @@ import torch
 from dilemmakit import resources
 from dilemmakit.behaviors import Behavior, load_behaviors
 from dilemmakit.defense.loading import resolve_defense
-from dilemmakit.defense.model import get_defense
 from dilemmakit.dilemmas import parse_choice
 from dilemmakit.engine import LocalHFModel
 from dilemmakit.err.config import EvalConfig
@@ -183,7 +182,7 @@ def benign_kl(base, defended, prompts: list[str], tokens: int = 32) -> Estimate:
             )
             start = ids.shape[1] - 1
             lb = base.model(input_ids=out).logits[0, start:-1].float().log_softmax(-1)
-            defense = get_defense(defended.model)
+            defense = defended.defense
             if defense is not None:
                 with defense.pooled_at(torch.tensor([start])):
                     ld = defended.model(input_ids=out).logits[0, start:-1].float().log_softmax(-1)
@@ -195,7 +194,7 @@ def benign_kl(base, defended, prompts: list[str], tokens: int = 32) -> Estimate:
 
 def gate_accuracy(defended, harmful: list[str], benign: list[str]) -> dict[str, Rate] | None:
     """The gate's correct calls: overall ("all") and on each half ("harmful", "benign"); None without a gate."""
-    defense = get_defense(defended.model)
+    defense = defended.defense
     if defense is None or defense.gate is None:
         return None
     tok = defended.tokenizer

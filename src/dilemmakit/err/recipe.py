@@ -24,12 +24,12 @@ def load_trainable(spec_text: str):
     spec = parse_spec(spec_text)
     if not spec.is_local:
         raise UserError("ERR trains local weights: use embedded, embedded-aligned or hf:<path>")
-    model, tok = load_weights(spec, merge=True)
+    loaded = load_weights(spec, merge=True)  # a static defense folded in: nothing of it is left to hold
     requires: tuple[str, ...] = ()
     ref = spec.options.get("defense")
     if ref:
         requires = (ref if ref in BUILTIN else str(resolve_defense(ref).resolve()),)
-    return model, tok, requires
+    return loaded.model, loaded.tokenizer, requires
 
 
 def fill_layers(config: DefenseConfig, num_layers: int) -> DefenseConfig:

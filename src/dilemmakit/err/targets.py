@@ -8,9 +8,13 @@ from __future__ import annotations
 import hashlib
 import random
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from dilemmakit import resources
 from dilemmakit.models.base import GenParams, Message
+
+if TYPE_CHECKING:
+    from dilemmakit.engine import RowState
 
 
 @lru_cache(maxsize=1)
@@ -35,13 +39,19 @@ def engage_trial_target(rng: random.Random, *, name: str, action: str) -> str:
 
 
 def engage_targets(
-    model, tokenizer, conversations: list[list[Message]], *, max_tokens: int = 96, batch: int = 16
+    model,
+    tokenizer,
+    conversations: list[list[Message]],
+    *,
+    max_tokens: int = 96,
+    batch: int = 16,
+    row_state: RowState | None = None,
 ) -> list[str]:
-    """The model's own greedy answers: training on them keeps benign behaviour where it was."""
+    """The model's own greedy answers: training on them keeps benign behaviour where it was. `row_state`: the
+    per-row state of a harm-gated defense installed on `model` (`Loaded.row_state`)."""
     from dilemmakit.engine import BatchingEngine
-    from dilemmakit.loading import row_state
 
-    engine = BatchingEngine(model, tokenizer, max_batch=batch, row_state=row_state(model))
+    engine = BatchingEngine(model, tokenizer, max_batch=batch, row_state=row_state)
     params = GenParams(temperature=0.0, max_tokens=max_tokens)
     out: list[str] = []
     for k in range(0, len(conversations), batch):

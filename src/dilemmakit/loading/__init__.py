@@ -1,13 +1,14 @@
 """From a model spec to a ChatModel: weights, the spec's defense, the local engine, and the shared model pool.
 
 load_model(spec)     the ChatModel a spec names, built by the backend registered for its kind
-load_weights(spec)   (torch model, tokenizer) of a local spec with its defense installed
+load_weights(spec)   `Loaded(model, tokenizer, defense)`: a local spec's weights with its defense installed
 ModelPool            one loaded instance per spec; `pool_scope` owns one for the length of a run
 """
 
-from dilemmakit.loading.backends import BACKENDS, load_model, local_chat_model, register_backend, row_state
+from dilemmakit.loading.backends import BACKENDS, load_model, local_chat_model, register_backend
 from dilemmakit.loading.pool import ModelPool, pool_scope
 from dilemmakit.loading.weights import (
+    Loaded,
     defense_refs,
     defense_weights,
     load_hf_weights,
@@ -20,6 +21,7 @@ from dilemmakit.loading.weights import (
 
 __all__ = [
     "BACKENDS",
+    "Loaded",
     "ModelPool",
     "defense_refs",
     "defense_weights",
@@ -31,7 +33,6 @@ __all__ = [
     "register_backend",
     "resolve_device",
     "resolve_dtype",
-    "row_state",
     "weights_identity",
     "weights_source",
 ]

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dilemmakit.errors import UserError
 from dilemmakit.models.base import ChatModel, Sampling
 from dilemmakit.models.spec import ModelSpec, parse_spec
+
+if TYPE_CHECKING:
+    from dilemmakit.loading.weights import Loaded
 
 
 @dataclass(frozen=True)
@@ -47,17 +51,8 @@ def load_model(spec: ModelSpec | str, *, api_key_env: str = "OPENAI_API_KEY", co
     return BACKENDS[spec.kind](spec, BackendDefaults(api_key_env=api_key_env, concurrency=concurrency))
 
 
-def row_state(model):
-    """The engine's per-row state for loaded weights: a harm-gated defense's gate score per reply (None: none)."""
-    from dilemmakit.defense.model import get_defense
-
-    defense = get_defense(model)
-    return defense.row_state if defense is not None else None
-
-
 def local_chat_model(
-    model,
-    tokenizer,
+    loaded: Loaded,
     *,
     name: str,
     max_batch: int = 32,
@@ -65,15 +60,16 @@ def local_chat_model(
     prefix_cache_mb: int | None = None,
 ) -> ChatModel:
     """A ChatModel over weights already loaded (with their defense, if any, wired to the engine)."""
-    from dilemmakit.engine.decoder import PREFIX_CACHE_MB
     from dilemmakit.engine.local import LocalHFModel
+    from dilemmakit.engine.prefix_cache import PREFIX_CACHE_MB
 
     return LocalHFModel(
-        model,
-        tokenizer,
+        loaded.model,
+        loaded.tokenizer,
         name=name,
         max_batch=max_batch,
-        row_state=row_state(model),
+        row_state=loaded.row_state,
+        defense=loaded.defense,
         sampling=sampling,
         prefix_cache_mb=PREFIX_CACHE_MB if prefix_cache_mb is None else prefix_cache_mb,
     )
@@ -81,17 +77,15 @@ def local_chat_model(
 
 @register_backend("embedded", "hf")
 def build_local(spec: ModelSpec, defaults: BackendDefaults) -> ChatModel:
-    from dilemmakit.engine.decoder import PREFIX_CACHE_MB
+    from dilemmakit.engine.prefix_cache import PREFIX_CACHE_MB
     from dilemmakit.loading.weights import load_weights
 
     max_batch = spec.int_option("max_batch", 32)
     prefix_cache_mb = spec.int_option("prefix_cache_mb", PREFIX_CACHE_MB)
     if prefix_cache_mb < 0:
         raise UserError(f"prefix_cache_mb must be 0 (off) or more, got {prefix_cache_mb}")
-    model, tokenizer = load_weights(spec, generation=True)
     return local_chat_model(
-        model,
-        tokenizer,
+        load_weights(spec, generation=True),
         name=spec.identity,
         max_batch=max_batch,
         sampling=spec.sampling,

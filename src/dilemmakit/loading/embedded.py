@@ -179,10 +179,3 @@ def remove_stale_copies(gguf_name: str, keep: Path) -> list[Path]:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
-
-
-def load_embedded_weights(dtype: str | None = None, device: str | None = None):
-    """(model, tokenizer) of the embedded model, loaded from the dequantized cache."""
-    from dilemmakit.loading.weights import load_hf_weights
-
-    return load_hf_weights(str(dequantized_copy()), dtype=dtype, device=device)

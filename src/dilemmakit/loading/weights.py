@@ -6,10 +6,32 @@ import gc
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from dilemmakit.errors import UserError
+from dilemmakit.loading.embedded import dequantized_copy
 from dilemmakit.models.spec import ModelSpec, parse_spec
+
+if TYPE_CHECKING:
+    from dilemmakit.defense.model import Defense
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What `load_weights` built: the transformers model, its tokenizer, and the defense installed on the model
+    (None when the spec names none, or when it was merged into the weights)."""
+
+    model: Any
+    tokenizer: Any
+    defense: Defense | None = None
+
+    @property
+    def row_state(self):
+        """The engine's per-row state: a harm-gated defense's gate score per reply (None: nothing per row)."""
+        return self.defense.row_state if self.defense is not None else None
+
 
 _DTYPES = {
     "float32": "float32",
@@ -76,17 +98,18 @@ def load_hf_weights(path_or_id: str, dtype: str | None = None, device: str | Non
 
 
 def weights_source(spec: ModelSpec) -> str:
-    """Where a local spec's config, tokenizer and weights are read from (a directory or a hub id)."""
+    """Where a local spec's config, tokenizer and weights are read from (a directory or a hub id); the
+    embedded model's dequantized copy is made on first use."""
     if spec.kind == "embedded":
-        from dilemmakit.loading.embedded import dequantized_copy
-
         return str(dequantized_copy())
     local = Path(spec.model).expanduser()
     return str(local) if local.exists() else spec.model
 
 
-def load_weights(spec: ModelSpec | str, *, device: str | None = None, merge: bool = False, generation: bool = False):
-    """(model, tokenizer) of a local spec with its `defense=` installed: the one road from a spec to weights.
+def load_weights(
+    spec: ModelSpec | str, *, device: str | None = None, merge: bool = False, generation: bool = False
+) -> Loaded:
+    """A local spec's model and tokenizer with its `defense=` installed: the one road from a spec to weights.
 
     `device` is used when the spec names none. `merge` folds the defense into the weights instead (only
     a static one can be), so the result is a plain model to train another defense on. `generation` allows
@@ -108,12 +131,9 @@ def load_weights(spec: ModelSpec | str, *, device: str | None = None, merge: boo
     dtype = spec.options.get("dtype")
     device = spec.options.get("device") or device
     with paused_gc():
-        if spec.kind == "embedded":
-            from dilemmakit.loading.embedded import load_embedded_weights
-
-            model, tokenizer = load_embedded_weights(dtype=dtype, device=device)
-        else:
-            model, tokenizer = load_hf_weights(spec.model, dtype=dtype, device=device)
+        source = weights_source(spec) if spec.kind == "embedded" else spec.model
+        model, tokenizer = load_hf_weights(source, dtype=dtype, device=device)
+    defense = None
     ref = spec.options.get("defense")
     if ref:
         from dilemmakit.defense.loading import apply_defense, merge_defense
@@ -121,12 +141,12 @@ def load_weights(spec: ModelSpec | str, *, device: str | None = None, merge: boo
         if merge:
             merge_defense(model, ref)  # raises a UserError for a gated defense
         else:
-            apply_defense(model, ref)
+            defense = apply_defense(model, ref)
     if quant:
         from dilemmakit.loading.quantize import quantize_for_generation
 
         quantize_for_generation(model, quant)
-    return model, tokenizer
+    return Loaded(model, tokenizer, defense)
 
 
 def defense_refs(spec_text: str) -> list[str]:

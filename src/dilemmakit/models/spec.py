@@ -22,6 +22,7 @@ Secrets -- an endpoint URL's `user:password@` (sent as HTTP Basic auth) and `api
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from urllib.parse import parse_qsl, unquote_plus, urlsplit
@@ -34,7 +35,9 @@ SPEC_HELP = (
     "use 'embedded', 'embedded-aligned', 'embedded-err', 'hf:<path-or-id>', 'openai:<model>@<base_url>' "
     "or 'real-qwen' (see `dilemma models list`)"
 )
-EMBEDDED_DEFENDED = {"embedded-aligned": "aligned", "embedded-err": "err"}
+# embedded-<name>: the embedded model with the built-in defense <name> (`dilemmakit.defense.builtins` owns the
+# names and says which exist when the defense is resolved, before any run starts)
+EMBEDDED_DEFENDED = re.compile(r"embedded-(\w+)")
 LOCAL_KINDS = ("embedded", "hf")
 
 _KNOWN_OPTIONS = {
@@ -176,9 +179,9 @@ def parse_spec(text: str) -> ModelSpec:
     if raw == "embedded" or raw.startswith("embedded?"):
         _, options = _split_options(raw)
         spec = ModelSpec(kind="embedded", model="SmolLM2-135M-Instruct", options=options, text=raw)
-    elif raw.partition("?")[0] in EMBEDDED_DEFENDED:
-        head, options = _split_options(raw)
-        options = {"defense": EMBEDDED_DEFENDED[head], **options}
+    elif defended := EMBEDDED_DEFENDED.fullmatch(raw.partition("?")[0]):
+        _, options = _split_options(raw)
+        options = {"defense": defended.group(1), **options}
         spec = ModelSpec(kind="embedded", model="SmolLM2-135M-Instruct", options=options, text=raw)
     elif raw.startswith("hf:"):
         body, options = _split_options(raw[3:])

@@ -26,12 +26,15 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dilemmakit.errors import UserError
 from dilemmakit.layers import layer_count
+
+if TYPE_CHECKING:
+    from dilemmakit.loading import Loaded
 
 MANIFEST_VERSION = 1
 POOLINGS = ("last", "act", "mean")
@@ -121,7 +124,7 @@ class SharedPrefix:
     """Tokens that start every prompt of a set, run once: their KV cache and hidden states [L+1, P, d]."""
 
     ids: tuple[int, ...]
-    cache: Any  # the model's past_key_values after the prefix
+    cache: Any  # the model's KV cache after the prefix
     states: Any  # torch tensor, every layer's hidden state at every prefix token
 
     def expand(self, batch_size: int):
@@ -138,12 +141,15 @@ class ResidualReader:
     config, so re-analysing never reloads a large model.
     """
 
-    def __init__(self, tokenizer, config, load_model: Callable[[], Any]):
+    def __init__(self, tokenizer, config, load: Callable[[], Loaded]):
+        from dilemmakit.engine.decoder import context_length
+
         self.tokenizer = tokenizer
         self.config = config
-        self._load_model = load_model
+        self._load = load
         self._model: Any = None  # transformers weights, loaded on first use
-        self.max_len = int(getattr(config, "max_position_embeddings", 4096) or 4096)
+        self._defense: Any = None  # the defense `load` installed on them (a `Defense`), if any
+        self.max_len = context_length(config)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
         self.n_layers = layer_count(int(config.num_hidden_layers))
         self.hidden_size = int(config.hidden_size)
@@ -154,7 +160,8 @@ class ResidualReader:
         if self._model is None:
             import torch
 
-            self._model = self._load_model()
+            loaded = self._load()
+            self._model, self._defense = loaded.model, loaded.defense
             self.base = self._model.base_model
             self.device = next(self._model.parameters()).device
             norm = next(
@@ -187,9 +194,9 @@ class ResidualReader:
         import torch
 
         self.model  # noqa: B018  (loads the weights on first use)
-        from dilemmakit.defense.model import get_defense
+        from dilemmakit.engine.decoder import returned_cache
 
-        defense = get_defense(self._model)
+        defense = self._defense
         if not ids or (defense is not None and defense.gate is not None):
             # a harm gate reads the whole prompt's last token before its adapters touch the prefix
             return None
@@ -199,9 +206,10 @@ class ResidualReader:
                 out = self.base(
                     input_ids=torch.tensor([key], device=self.device), output_hidden_states=True, use_cache=True
                 )
-            if out.past_key_values is None:
+            cache = returned_cache(out)
+            if cache is None:
                 return None
-            self._prefix = SharedPrefix(key, out.past_key_values, torch.stack(out.hidden_states)[:, 0])
+            self._prefix = SharedPrefix(key, cache, torch.stack(out.hidden_states)[:, 0])
         return self._prefix
 
     def hidden(
@@ -233,9 +241,9 @@ class ResidualReader:
         mask = (torch.arange(width)[None, :] < lengths[:, None]).to(self.device)
         rows = torch.arange(len(batch_ids), device=self.device)
         last_pos = (lengths - 1).to(self.device)
-        from dilemmakit.defense.model import get_defense
+        from dilemmakit.engine.decoder import cache_argument
 
-        defense = get_defense(self._model)
+        defense = self._defense
         # a harm gate reads each row's last prompt token, not the right padding after it
         gate_at = defense.pooled_at(last_pos) if defense is not None else contextlib.nullcontext()
         with torch.inference_mode(), gate_at:
@@ -244,7 +252,7 @@ class ResidualReader:
             out = self.base(
                 input_ids=input_ids,
                 attention_mask=full_mask.long(),
-                past_key_values=past,
+                **{cache_argument(self.base): past},
                 output_hidden_states=True,
                 use_cache=past is not None,
             )

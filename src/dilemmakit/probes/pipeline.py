@@ -113,7 +113,7 @@ def open_reader(spec_text: str, device: str | None) -> ResidualReader:
         raise UserError(f"cannot load model {spec_text!r}: {first}") from None
     if not getattr(tokenizer, "chat_template", None):
         raise UserError(f"model {spec_text!r} has no chat template: use an instruct/chat model")
-    return ResidualReader(tokenizer, config, lambda: load_weights(spec, device=device)[0])
+    return ResidualReader(tokenizer, config, lambda: load_weights(spec, device=device))
 
 
 def describe_weights(spec_text: str) -> dict:

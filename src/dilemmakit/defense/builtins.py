@@ -1,0 +1,23 @@
+"""The built-in defenses that ship inside the package, by name (`embedded-<name>` is `embedded?defense=<name>`).
+
+    aligned   a plain LoRA refusal adapter that makes the embedded model refuse harmful requests
+    err       the ERR gate and adapters trained on top of `aligned` by scripts/train_err.py
+
+Light on purpose (no torch): model specs and run identities ask it without loading a model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dilemmakit import resources
+
+BUILTIN = ("aligned", "err")
+
+
+def builtin_dir(name: str) -> Path:
+    return resources.path("dilemmakit.defense", "builtin", name)
+
+
+def is_builtin(ref: str) -> bool:
+    return ref in BUILTIN
