@@ -5,25 +5,27 @@ from __future__ import annotations
 
 import json
 
-from dilemmakit.demo import DEMO_NAME, TargetResult
-from dilemmakit.demo_target import TargetDemoResult, target_finding
+from dilemmakit.demo import DEMO_NAME, DemoResult, TargetResult, finding
 from dilemmakit.eval.stats import Rate
 from dilemmakit.testing.scripted_server import OPTION_A, REFUSE, target_by_turn
 from tests.helpers import run_cli
 
 
-def result(direct: int, trial: int, picks: int, swap: int = 7, follow: int | None = 5) -> TargetDemoResult:
-    row = TargetResult("real-qwen", Rate.of(direct, 8), Rate.of(trial, 8), Rate.of(30, 40), Rate.of(picks, 8))
-    return TargetDemoResult(
-        row,
+def result(direct: int, trial: int, picks: int, swap: int = 7, follow: int | None = 5) -> DemoResult:
+    row = TargetResult(
+        "real-qwen",
+        Rate.of(direct, 8),
+        Rate.of(trial, 8),
+        Rate.of(30, 40),
+        Rate.of(picks, 8),
         swap=Rate.of(swap, 20),
         followthrough=Rate.of(follow, 8) if follow is not None else None,
-        behaviors=8,
-        dilemmas=20,
-        errors=0,
-        total=72,
-        wall_s=1.0,
     )
+    return DemoResult(row, None, behaviors=8, dilemmas=20, errors=0, total=72, wall_s=1.0)
+
+
+def target_finding(r: DemoResult) -> str:
+    return finding(r.aligned, r.defended)
 
 
 def test_finding_for_one_target_states_the_gap_and_the_dilemma_measures():

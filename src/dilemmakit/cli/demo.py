@@ -20,38 +20,25 @@ def demo(
     target: str | None = typer.Option(
         None,
         "--target",
-        help="Demo one model we did not train instead (e.g. real-qwen): no ERR row; adds swap-consistency and "
-        "follow-through",
+        help="Demo one model we did not train instead (e.g. real-qwen): the same measures, no ERR row",
     ),
 ) -> None:
     """Offline, on held-out JBB behaviors: direct requests and TRIAL against an aligned model and against it
-    with ERR, plus engagement with benign dilemmas; one table, one sentence, and the HTML report."""
+    with ERR, plus benign dilemmas in both option orders and harmless follow-ups; one table, one sentence, and
+    the HTML report."""
     from dilemmakit.demo import demo_table, run_demo
     from dilemmakit.report import write_report
 
     config.check()
-    if target is not None:
-        _demo_target(config, target, run_dir)
-        return
-    err.print("loading the embedded models (the first load converts the GGUF, ~40 s; later loads are quick)")
-    result = run_demo(config, run_dir, console=err)
+    if target is None:
+        err.print("loading the embedded models (the first load converts the GGUF, ~40 s; later loads are quick)")
+    else:
+        err.print(f"demo on {target} (a real-model spec starts its llama.cpp server first: a few seconds)")
+    result = run_demo(config, run_dir, target=target, console=err)
     out.print(demo_table(result))
     out.print(result.finding, highlight=False, soft_wrap=True)
-    out.print(f"run stored in {run_dir.resolve()} (dilemma summary/export --run-dir {run_dir})", soft_wrap=True)
-    out.print(f"report: {write_report(run_dir).resolve()}", highlight=False, soft_wrap=True)
-    if result.errors:
-        raise FailedCalls(result.errors, result.total, "conversations and dilemmas", result.first_error)
-
-
-def _demo_target(config: DemoConfig, target: str, run_dir: Path) -> None:
-    from dilemmakit.demo_target import run_target_demo, target_demo_table
-    from dilemmakit.report import write_report
-
-    err.print(f"demo on {target} (a real-model spec starts its llama.cpp server first: a few seconds)")
-    result = run_target_demo(config, target, run_dir, console=err)
-    out.print(target_demo_table(result))
-    out.print(result.finding, highlight=False, soft_wrap=True)
-    out.print(f"wall time {result.wall_s:.0f} s", highlight=False)
+    if result.wall_s is not None:
+        out.print(f"wall time {result.wall_s:.0f} s after loading", highlight=False)
     out.print(f"run stored in {run_dir.resolve()} (dilemma summary/export --run-dir {run_dir})", soft_wrap=True)
     out.print(f"report: {write_report(run_dir).resolve()}", highlight=False, soft_wrap=True)
     if result.errors:
