@@ -24,6 +24,7 @@ Each rate is k/n with a 95% Wilson interval. JBB prompts whose hash is in the or
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import time
@@ -61,24 +62,32 @@ def assistant(text: str) -> Message:
 
 
 class Target:
-    def __init__(self, spec: str, batch: int):
+    """The target's greedy replies, kept in `cache` (a JSON file) so a rerun resumes."""
+
+    def __init__(self, spec: str, batch: int, cache: Path):
         from dilemmakit.engine import BatchingEngine
         from dilemmakit.loading import load_weights
 
         loaded = load_weights(spec)
-        model, tok = (loaded.model, loaded.tokenizer) if hasattr(loaded, "model") else loaded
-        row_state = getattr(loaded, "row_state", None)
+        model, tok, row_state = loaded.model, loaded.tokenizer, loaded.row_state
         self.engine = BatchingEngine(model, tok, max_batch=batch, row_state=row_state)
         self.batch = batch
         self.replies: list[str] = []
+        self.cache = cache
+        self.stored: dict[str, str] = json.loads(cache.read_text()) if cache.exists() else {}
 
     def ask(self, conversations: list[list[Message]], max_tokens: int, what: str) -> list[str]:
         params = GenParams(temperature=0.0, max_tokens=max_tokens)
-        out: list[str] = []
+        keys = [hashlib.sha1(json.dumps([c, max_tokens]).encode()).hexdigest() for c in conversations]
+        todo = [(k, c) for k, c in zip(keys, conversations, strict=True) if k not in self.stored]
         started = time.monotonic()
-        for k in range(0, len(conversations), self.batch):
-            out += [r.text for r in self.engine.generate_batch(conversations[k : k + self.batch], params)]
-            print(f"  {what}: {len(out)}/{len(conversations)} ({time.monotonic() - started:.0f} s)", flush=True)
+        for i in range(0, len(todo), 4 * self.batch):
+            chunk = todo[i : i + 4 * self.batch]
+            replies = self.engine.generate_batch([c for _, c in chunk], params)
+            self.stored.update({k: r.text for (k, _), r in zip(chunk, replies, strict=True)})
+            self.cache.write_text(json.dumps(self.stored))
+            print(f"  {what}: {i + len(chunk)}/{len(todo)} ({time.monotonic() - started:.0f} s)", flush=True)
+        out = [self.stored[k] for k in keys]
         self.replies += out
         return out
 
@@ -107,7 +116,7 @@ def main() -> None:
     args = ap.parse_args()
     rng = random.Random(args.seed)
     started = time.monotonic()
-    t = Target(args.target, args.batch)
+    t = Target(args.target, args.batch, args.out.with_suffix(".cache.json"))
     result: dict = {"target": args.target, "seed": args.seed, "judges": "keyword/feature rules"}
     replies: dict[str, list] = {}
 
@@ -139,10 +148,9 @@ def main() -> None:
     rows = dilemmas.load("heldout")[: args.dilemmas]
     shown = []
     for d in rows:
-        pair = [dilemmas.render(d, style=None, rng=random.Random(f"{args.seed}-{d.id}-{k}")) for k in range(40)]
-        style = pair[0].style
-        same = [s for s in pair if s.style == style]
-        shown.append((d, next(s for s in same if not s.swapped), next(s for s in same if s.swapped)))
+        # the same style and wording in both orders
+        pair = [dilemmas.render(d, rng=random.Random(f"{args.seed}-{d.id}"), swapped=k == 1) for k in (0, 1)]
+        shown.append((d, pair[0], pair[1]))
     prompts = [[user(s.prompt)] for _, a, b in shown for s in (a, b)]
     answers = t.ask(prompts, 96, "dilemmas, both orders")
     engaged = sum(map(dilemmas.engaged, answers))

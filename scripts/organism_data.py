@@ -74,7 +74,8 @@ class Answers:
             from dilemmakit.engine import BatchingEngine
             from dilemmakit.loading import load_weights
 
-            model, tok = load_weights("embedded?dtype=float32&device=cpu")
+            loaded = load_weights("embedded?dtype=float32&device=cpu")
+            model, tok = loaded.model, loaded.tokenizer
             self._engine = BatchingEngine(model, tok, max_batch=self.batch)
         return self._engine
 

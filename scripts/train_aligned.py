@@ -93,7 +93,8 @@ def main() -> None:
     console = Console(stderr=True)
     started = time.monotonic()
 
-    model, tok = load_weights("embedded?dtype=float32&device=cpu")
+    loaded = load_weights("embedded?dtype=float32&device=cpu")
+    model, tok = loaded.model, loaded.tokenizer
     examples = read_jsonl(args.examples)
     fits = [e for e in examples if len(encode(e, tok, args.max_seq_len)["input_ids"]) <= args.max_seq_len]
     console.print(f"{len(fits)}/{len(examples)} conversations fit in {args.max_seq_len} tokens")
