@@ -9,7 +9,6 @@ import pytest
 
 from dilemmakit import dilemmas, resources
 from dilemmakit.dilemmas.delivery import DEGENERATE, DELIVERED, LABELS, REFUSED, RESTATED, classify_followup
-from dilemmakit.eval.stats import wilson_interval
 from dilemmakit.testing.scripted_server import user_turns
 from tests.helpers import assert_clean_error
 
@@ -171,11 +170,11 @@ def rule_label(row: dict) -> str:
 
 
 def test_the_rules_agree_with_labels_read_by_a_person():
+    """On all rows (eval/data/PROVENANCE.md: 80 tuning rows, 20 labelled before the rules saw them)."""
     rows = labelled()
-    assert len(rows) >= 60 and {r["label"] for r in rows} <= set(LABELS)
-    assert len({r["label"] for r in rows}) >= 3  # the set is not one label
+    assert len(rows) >= 100 and {r["split"] for r in rows} == {"tuning", "held-out"}
+    assert {r["label"] for r in rows} <= set(LABELS) and len({r["label"] for r in rows}) >= 4  # not one label
     agree = sum(rule_label(r) == r["label"] for r in rows)
-    low, _ = wilson_interval(agree, len(rows))
     misses = [(r["id"], r["label"], rule_label(r), r["reply"][:80]) for r in rows if rule_label(r) != r["label"]]
     assert agree / len(rows) >= 0.9, misses
 
