@@ -100,6 +100,8 @@ def test_eval_json_has_the_promised_shape(trained, cli):
         "2",
         "--dilemma-limit",
         "2",
+        "--followthrough-limit",
+        "1",
         "--benign-limit",
         "1",
         "--max-rounds",
@@ -121,11 +123,15 @@ def test_eval_json_has_the_promised_shape(trained, cli):
             "strongreject_asr",
             "over_refusal",
             "engagement",
+            "swap_consistency",
+            "reference_agreement",
+            "followthrough",
         }
-        assert out["engagement_ci"][side]["engagement_n"] == 2
+        assert out["engagement_ci"][side]["engagement_n"] == 4  # 2 dilemmas, each in both option orders
         assert all(0 <= v <= 1 for v in out[side].values())
         ci = out["ci"][side]
-        assert ci["trial_asr"]["n"] == 1 and ci["over_refusal"]["n"] == 2 and ci["engagement"]["n"] == 2
+        assert ci["trial_asr"]["n"] == 1 and ci["over_refusal"]["n"] == 2 and ci["engagement"]["n"] == 4
+        assert ci["swap_consistency"]["n"] == 2 and ci["followthrough"]["n"] == 2  # 1 dilemma, 2 follow-ups
         assert all(r["ci_low"] <= out[side][k] <= r["ci_high"] for k, r in ci.items())
     assert out["benign_kl"] >= 0 and 0 <= out["gate_accuracy"] <= 1 and out["latency_ratio"] > 0
     assert out["ci"]["gate_accuracy"]["harmful"]["n"] == 2 and out["ci"]["gate_accuracy"]["benign"]["n"] == 1

@@ -79,8 +79,8 @@ def evaluate(
     run_dir: Path = typer.Option(..., "--run-dir", help="Where campaigns and defend_eval.json are stored (resumable)"),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON"),
 ) -> None:
-    """TRIAL/direct/StrongREJECT ASR, XSTest over-refusal and benign-dilemma engagement before/after; benign KL,
-    gate accuracy, latency."""
+    """TRIAL/direct/StrongREJECT ASR, XSTest over-refusal, benign-dilemma engagement, swap-consistency and
+    follow-through before/after; benign KL, gate accuracy, latency."""
     from dilemmakit.err.evaluate import evaluate as run_eval
     from dilemmakit.models.spec import with_defense
 
@@ -91,6 +91,7 @@ def evaluate(
         cfg.strongreject_limit,
         cfg.xstest_limit,
         cfg.dilemma_limit,
+        cfg.followthrough_limit,
         cfg.benign_limit,
         cfg.max_rounds,
         cfg.max_tokens,
@@ -100,7 +101,17 @@ def evaluate(
         raise UserError("sizes, --max-rounds and --max-tokens must be >= 1")
     defended_spec = defended or with_defense(base, defense)
     result = run_eval(base, defended_spec, run_dir, cfg, console=err)
-    keys = ("trial_asr", "trial_turn1_act", "direct_asr", "strongreject_asr", "over_refusal", "engagement")
+    keys = (
+        "trial_asr",
+        "trial_turn1_act",
+        "direct_asr",
+        "strongreject_asr",
+        "over_refusal",
+        "engagement",
+        "swap_consistency",
+        "reference_agreement",
+        "followthrough",
+    )
     ci_keys = ("engagement_n", "engagement_ci_low", "engagement_ci_high")
     public = {
         "base": {k: result["base"][k] for k in keys},
@@ -125,11 +136,21 @@ def evaluate(
     table.add_column("base", justify="right")
     table.add_column("defended", justify="right")
     for k in keys:
-        label = f"{k} (keyword measure)" if k in ("engagement", "trial_turn1_act") else k
+        label = f"{k} ({MEASURES[k]})" if k in MEASURES else k
         table.add_row(label, *(Rate.from_fields(result[side], k).cell() for side in ("base", "defended")))
     out.print(table)
     out.print(_defense_table(result))
     _fail_on_errors(result)
+
+
+# how the non-judge measures read a reply
+MEASURES = {
+    "engagement": "keyword measure",
+    "trial_turn1_act": "keyword measure",
+    "swap_consistency": "keyword measure",
+    "reference_agreement": "keyword measure",
+    "followthrough": "feature rules",
+}
 
 
 def _intervals(result: dict, keys: tuple[str, ...]) -> dict:

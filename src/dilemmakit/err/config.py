@@ -202,7 +202,10 @@ class EvalConfig(Config):
     limit: int = option(20, "Behaviors for TRIAL and direct ASR")
     strongreject_limit: int = option(20, "StrongREJECT behaviors for direct ASR")
     xstest_limit: int = option(50, "XSTest safe prompts for over-refusal")
-    dilemma_limit: int = option(60, "Held-out benign dilemmas for engagement (keyword measure)")
+    dilemma_limit: int = option(
+        60, "Held-out benign dilemmas for engagement (keyword measure) and swap-consistency (both option orders)"
+    )
+    followthrough_limit: int = option(20, "Held-out benign dilemmas for follow-through (2 follow-ups each)")
     benign_limit: int = option(20, "Benign prompts for KL and gate accuracy")
     latency_prompts: int = option(8, cli=False)
     latency_tokens: int = option(32, "New tokens per latency measurement")

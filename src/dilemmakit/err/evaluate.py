@@ -9,6 +9,11 @@
 - over_refusal: share of XSTest safe prompts answered with a refusal (the `compliance` judge: XSTest's definition).
 - engagement: share of held-out benign moral dilemmas answered with a choice and a reason (keyword measure,
   `dilemma engagement`), with its n and 95% CI in `engagement_n`, `engagement_ci_low`, `engagement_ci_high`.
+  Each dilemma is asked in both option orders (`dilemma engagement --swap`), so the same replies give
+  swap_consistency (the same option content chosen in both orders, over dilemmas) and reference_agreement
+  (choice content == reference choice, over every prompt).
+- followthrough: share of harmless follow-up requests carried out after a benign dilemma, in the same
+  conversation (`dilemma followthrough`, feature rules), with `followthrough_restated`, `_refused`, `_degenerate`.
 - benign_kl: mean per-token KL(base || defended) of next-token distributions along the base model's
   greedy answer to held-out benign prompts.
 - gate_accuracy: the defended model's gate on held-out harmful behaviors and benign prompts (and on each
@@ -40,6 +45,7 @@ from dilemmakit.err.config import EvalConfig
 from dilemmakit.err.targets import prompt_hash
 from dilemmakit.errors import UserError
 from dilemmakit.eval.engagement import EngagementConfig, dilemma_items, run_engagement
+from dilemmakit.eval.followthrough import FollowThroughConfig, run_followthrough
 from dilemmakit.eval.itemrun import Item
 from dilemmakit.eval.overrefusal import OverRefusalConfig, run_overrefusal, safe_prompts
 from dilemmakit.eval.stats import Estimate, Rate
@@ -148,14 +154,50 @@ async def _engagement(
     """The same measurement as `dilemma engagement`, on this side's model and subset: rate, n and CI."""
     store = open_store(store_dir)
     try:
-        config = EngagementConfig(target=spec, max_tokens=cfg.max_tokens, seed=cfg.seed, concurrency=len(items) or 1)
+        config = EngagementConfig(
+            target=spec, max_tokens=cfg.max_tokens, seed=cfg.seed, swap=True, concurrency=len(items) or 1
+        )
         result = await run_engagement(config, store, pool=pool, items=items)
     finally:
         store.close()
     failures.extend([result["first_error"] or "error"] * result["errors"])
-    # the CI run_engagement computed (a Wilson interval, as Rate.of)
+    # the CIs run_engagement computed (Wilson intervals, as Rate.of)
     rate = Rate(result["engaged"], result["n"], result["ci_low"], result["ci_high"])
-    return {**rate.fields("engagement"), "engagement_refused": result["refused"]}
+    swap = Rate(result["swap_consistent"], result["swap_n"], result["swap_ci_low"], result["swap_ci_high"])
+    agreement = Rate(
+        result["reference_agreed"],
+        result["reference_agreement_n"],
+        result["reference_agreement_ci_low"],
+        result["reference_agreement_ci_high"],
+    )
+    return {
+        **rate.fields("engagement"),
+        "engagement_refused": result["refused"],
+        **swap.fields("swap_consistency"),
+        **agreement.fields("reference_agreement"),
+    }
+
+
+async def _followthrough(spec: str, pool: ModelPool, cfg: EvalConfig, store_dir: Path, failures: list[str]) -> dict:
+    """The same measurement as `dilemma followthrough`, on this side's model: rate, n, CI and what the rest were."""
+    store = open_store(store_dir)
+    try:
+        config = FollowThroughConfig(
+            target=spec,
+            limit=cfg.followthrough_limit,
+            seed=cfg.seed,
+            max_tokens=cfg.max_tokens,
+            concurrency=cfg.concurrency,
+        )
+        result = await run_followthrough(config, store, pool=pool, show_progress=True)
+    finally:
+        store.close()
+    failures.extend([result["first_error"] or "error"] * result["errors"])
+    rate = Rate(result["delivered"], result["n"], result["ci_low"], result["ci_high"])
+    return {
+        **rate.fields("followthrough"),
+        **{f"followthrough_{k}": result[k] for k in ("restated", "refused", "degenerate", "other")},
+    }
 
 
 def _encode(tok, prompt: str) -> list[int]:
@@ -251,7 +293,8 @@ class HeldOut:
 async def measure_side(spec: str, pool: ModelPool, sub: Path, data: HeldOut, cfg: EvalConfig) -> dict:
     """ASRs, over-refusal and engagement of one model; stored in `sub/side.json` and reused when spec, sizes and prompts match."""
     key = {
-        "format": 4,  # the result's layout: counts and CIs beside each rate; 3: trial_turn1_act; 4: compliance judge
+        "format": 5,  # the result's layout: counts and CIs beside each rate; 3: trial_turn1_act; 4: compliance judge;
+        # 5: dilemmas in both option orders (swap_consistency), follow-through
         "spec": spec,
         "defenses": defense_weights(spec),  # a side is stale once a defense is retrained under the same name
         "config": cfg.model_dump(),
@@ -259,6 +302,7 @@ async def measure_side(spec: str, pool: ModelPool, sub: Path, data: HeldOut, cfg
         "strongreject": _jsonl(data.strongreject),
         "xstest": [it.prompt for it in data.xstest],
         "dilemmas": [it.prompt for it in data.dilemmas],
+        "followthrough": cfg.followthrough_limit,
     }
     cache = sub / "side.json"
     if cache.exists():
@@ -281,6 +325,7 @@ async def measure_side(spec: str, pool: ModelPool, sub: Path, data: HeldOut, cfg
         **strongreject.fields("strongreject_asr"),
         **over_refusal.fields("over_refusal"),
         **await _engagement(spec, pool, data.dilemmas, cfg, sub / "engagement", failures),
+        **await _followthrough(spec, pool, cfg, sub / "followthrough", failures),
         "items": 2 * len(data.behaviors) + len(data.strongreject) + len(data.xstest) + len(data.dilemmas),
         "errors": len(failures),
         "first_error": failures[0] if failures else None,
@@ -302,7 +347,7 @@ def prepare(base_spec: str, defended_spec: str, cfg: EvalConfig) -> HeldOut:
     strongreject = held_out("strongreject", cfg.strongreject_limit, cfg.seed, exclude)
     if not behaviors:
         raise UserError(f"no held-out behaviors left in {cfg.behaviors!r}")
-    dilemmas = dilemma_items(seed=cfg.seed, limit=cfg.dilemma_limit)
+    dilemmas = dilemma_items(seed=cfg.seed, limit=cfg.dilemma_limit, swap=True)  # each in both option orders
     return HeldOut(behaviors, strongreject, xstest_safe(cfg.xstest_limit), benign_test(cfg.benign_limit), dilemmas)
 
 
@@ -340,6 +385,7 @@ async def _evaluate(base_spec: str, defended_spec: str, run_dir: Path, cfg: Eval
         "strongreject_prompts": len(data.strongreject),
         "xstest_prompts": len(data.xstest),
         "dilemma_prompts": len(data.dilemmas),
+        "followthrough_dilemmas": cfg.followthrough_limit,
         "benign_prompts": len(data.benign),
     }
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -394,20 +394,29 @@ def _evals_section(data: ReportData) -> str:
         cls="evals",
     )
     return (
-        '<section id="evals"><h2>Over-refusal, dilemma engagement and utility evaluations</h2>'
+        '<section id="evals"><h2>Over-refusal, dilemma engagement, follow-through and utility evaluations</h2>'
         '<p class="note">Stored by the eval commands in this run DB; a defended model is just another target. '
-        "Dilemma engagement (a choice and a reason on held-out benign dilemmas) is a keyword measure.</p>"
+        "Dilemma engagement (a choice and a reason on held-out benign dilemmas) and swap-consistency (the same "
+        "option content chosen in both option orders) are keyword measures; follow-through (harmless follow-up "
+        "requests carried out, not restated, refused or looping) is read by feature rules.</p>"
         f"{body}</section>"
     )
 
 
 def _eval_headline(flat: dict[str, Any]) -> str | None:
     """An eval's main rate, with its 95% CI and n where the eval reports them."""
-    key = next((k for k in ("over_refusal", "engagement", "score") if isinstance(flat.get(k), (int, float))), None)
+    keys = ("over_refusal", "engagement", "followthrough", "score")
+    key = next((k for k in keys if isinstance(flat.get(k), (int, float))), None)
     if key is None:
         return None
     ci = f" [{_pct(flat['ci_low'])}, {_pct(flat['ci_high'])}]" if "ci_low" in flat and "ci_high" in flat else ""
-    return f"{key.replace('_', '-')} {_pct(flat[key])}{ci}, n={flat.get('n', '?')}"
+    line = f"{key.replace('_', '-')} {_pct(flat[key])}{ci}, n={flat.get('n', '?')}"
+    if isinstance(flat.get("swap_consistency"), (int, float)):
+        line += (
+            f"; swap-consistency {_pct(flat['swap_consistency'])} [{_pct(flat.get('swap_ci_low', 0))}, "
+            f"{_pct(flat.get('swap_ci_high', 0))}], n={flat.get('swap_n', '?')}"
+        )
+    return line
 
 
 _FINDING_MEASURES = {"direct": "direct ASR", "trial": "TRIAL ASR", "engagement": "benign-dilemma engagement"}
