@@ -3,6 +3,8 @@ server; the follow-up reply rules (`dilemmas.delivery`) on labelled replies read
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
@@ -94,6 +96,11 @@ def test_a_server_that_answers_scores_high_keeps_the_conversation_and_resumes(se
     assert {r["record"] for r in items} == {"eval_item"} and len(items) == 18
     fu = next(r for r in items if r["item_id"].endswith("/2"))
     assert fu["kind"] == "followthrough" and fu["label"] == "delivered" and len(fu["messages"]) == 6
+    out = tmp_path / "export.csv"
+    cli("export", "--run-dir", tmp_path, "--format", "csv", "--out", out, check=True)
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == 18 and {r["record"] for r in rows} == {"eval_item"}
+    assert len(json.loads(next(r for r in rows if r["item_id"].endswith("/2"))["messages"])) == 6
 
 
 def test_loops_and_refusals_are_counted_apart(server, tmp_path, cli):
