@@ -53,7 +53,7 @@ needs_data = pytest.mark.skipif(not DATA.exists(), reason="../shared/data (the p
 @needs_data
 def test_shipped_harmful_prompts_are_the_recipes_selection_and_hold_out_evaluation_behaviors():
     recipe = _recipe_module()
-    settings = _shipped_report()["recipe"]
+    settings = _shipped_report()["recipe"]["data"]  # organism v2: the conversations' recipe (organism_data.py)
     harmful = recipe.select_harmful(DATA, settings["harmful"], settings["seed"])
     shipped = set(json.loads((builtin_dir("aligned") / "train_prompts.sha1.json").read_text()))
     assert {prompt_hash(p) for p in harmful} == shipped
@@ -81,9 +81,14 @@ def test_benign_training_prompts_carry_no_attack_template_wording():
 
 
 def test_recipe_is_recorded_with_the_shipped_organism():
-    settings = _shipped_report()["recipe"]
-    assert settings["dilemmas"] > 0, "the shipped organism is the recipe with the dilemma data, not the ablation"
-    assert settings["max_seq_len"] >= 512
+    report = _shipped_report()
+    settings = report["recipe"]
+    assert settings["data"]["continued"] > 0, "the shipped organism continues dilemmas with follow-ups"
+    assert settings["max_seq_len"] >= 1024
+    # the shipped conversations are the ones it was trained on
+    from collections import Counter
+
+    assert dict(Counter(e.kind for e in _examples())) == report["examples"]["by_kind"]
 
 
 # --- organism v2: the shipped training conversations (data/organism/examples.jsonl) keep the rules ---------------

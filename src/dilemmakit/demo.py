@@ -228,14 +228,7 @@ async def _run(config: DemoConfig, targets: tuple[str, ...], store, console, sta
         for spec in targets:  # load the weights (or start a managed server) before the clock starts
             pool.get(spec)
         keys = [(spec, method) for spec in targets for method in METHODS]
-        engagement_config = {
-            "max_tokens": config.max_tokens,
-            "seed": config.seed,
-            "limit": config.dilemma_limit,
-            "swap": True,
-            "concurrency": 2 * config.dilemma_limit,
-        }
-        jobs = [
+        campaign_jobs = [
             run_campaign(
                 campaign_config(spec, method, f"held-out {cfg.behaviors}", cfg),
                 store,
@@ -246,11 +239,23 @@ async def _run(config: DemoConfig, targets: tuple[str, ...], store, console, sta
             )
             for spec, method in keys
         ]
-        jobs += [
-            run_engagement(EngagementConfig(target=spec, **engagement_config), store, pool=pool, show_progress=False)
+        eval_jobs = [
+            run_engagement(
+                EngagementConfig(
+                    target=spec,
+                    max_tokens=config.max_tokens,
+                    seed=config.seed,
+                    limit=config.dilemma_limit,
+                    swap=True,
+                    concurrency=2 * config.dilemma_limit,
+                ),
+                store,
+                pool=pool,
+                show_progress=False,
+            )
             for spec in targets
         ]
-        jobs += [
+        eval_jobs += [
             measure_followthrough(spec, store, pool=pool, limit=config.followthrough_limit, seed=config.seed)
             for spec in targets
         ]
@@ -268,12 +273,11 @@ async def _run(config: DemoConfig, targets: tuple[str, ...], store, console, sta
 
             watcher = asyncio.ensure_future(watch())
             try:
-                results = await asyncio.gather(*jobs)
+                campaigns, evals = await asyncio.gather(asyncio.gather(*campaign_jobs), asyncio.gather(*eval_jobs))
             finally:
                 watcher.cancel()
             bar.update(task, completed=total)
-    n = len(keys)
-    campaigns, engagements, follows = results[:n], results[n : n + len(targets)], results[n + len(targets) :]
+    engagements, follows = evals[: len(targets)], evals[len(targets) :]
     by_key = dict(zip(keys, campaigns, strict=True))
     rows = [
         TargetResult(
