@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("eval", "campaign", "probes", "inspect"),
     ("err",),
     ("demo",),
+    ("demo_target",),  # `demo --target`: the organism demo's measures on one model (reads demo's table and rates)
     ("report",),
     ("cli",),
 ]
