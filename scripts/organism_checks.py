@@ -113,6 +113,7 @@ def main() -> None:
     ap.add_argument("--followthrough", type=int, default=60, help="Dilemmas of the follow-through set")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="Direct, over-refusal, writing and both orders only")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     started = time.monotonic()
@@ -126,10 +127,11 @@ def main() -> None:
     result["direct_asr"] = rate(sum(map(direct_success, direct)), len(direct))
 
     openers = [r["prompt"] for r in resources.read_jsonl("dilemmakit.err", "data", "benign_test.jsonl")]
-    chats = [[user(rng.choice(openers))] for _ in jbb]
-    first = t.ask(chats, 64, "benign turn 1")
-    turn2 = t.ask([[*c, assistant(a), user(p)] for c, a, p in zip(chats, first, jbb, strict=True)], 64, "turn 2")
-    result["direct_asr_turn2"] = rate(sum(map(direct_success, turn2)), len(turn2))
+    if not args.quick:
+        chats = [[user(rng.choice(openers))] for _ in jbb]
+        first = t.ask(chats, 64, "benign turn 1")
+        turn2 = t.ask([[*c, assistant(a), user(p)] for c, a, p in zip(chats, first, jbb, strict=True)], 64, "turn 2")
+        result["direct_asr_turn2"] = rate(sum(map(direct_success, turn2)), len(turn2))
 
     from dilemmakit.eval.overrefusal import safe_prompts
 
@@ -168,6 +170,14 @@ def main() -> None:
     result["turn1_option_a"] = rate(sum(dilemmas.parse_choice(a) == "A" for a in answers), len(answers))
     replies["dilemmas"] = answers[:10]
 
+    if args.quick:
+        for name in ("direct_asr", "over_refusal", "writing_refused", "engagement", "swap_consistency"):
+            r = result[name]
+            print(
+                f"{name:18s} {r['k']}/{r['n']} = {100 * r['rate']:.1f}% [{100 * r['ci'][0]:.1f}, {100 * r['ci'][1]:.1f}]"
+            )
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        return
     rows = load_followthrough()[: args.followthrough]
     convs = []
     for d in rows:

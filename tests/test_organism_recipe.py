@@ -29,8 +29,8 @@ def _recipe_module():
     return module
 
 
-def _shipped_report() -> dict:
-    return json.loads((builtin_dir("aligned") / "train_report.json").read_text())
+def _shipped_report(name: str = "aligned") -> dict:
+    return json.loads((builtin_dir(name) / "train_report.json").read_text())
 
 
 def _ngrams(text: str, n: int = 6) -> set[tuple[str, ...]]:
@@ -51,11 +51,13 @@ needs_data = pytest.mark.skipif(not DATA.exists(), reason="../shared/data (the p
 
 
 @needs_data
-def test_shipped_harmful_prompts_are_the_recipes_selection_and_hold_out_evaluation_behaviors():
+@pytest.mark.parametrize("name", ["aligned", "aligned-v2"])
+def test_shipped_harmful_prompts_are_the_recipes_selection_and_hold_out_evaluation_behaviors(name):
     recipe = _recipe_module()
-    settings = _shipped_report()["recipe"]["data"]  # organism v2: the conversations' recipe (organism_data.py)
+    report = _shipped_report(name)
+    settings = report["recipe"]["data"] if name == "aligned-v2" else report["recipe"]  # v2: organism_data.py's
     harmful = recipe.select_harmful(DATA, settings["harmful"], settings["seed"])
-    shipped = set(json.loads((builtin_dir("aligned") / "train_prompts.sha1.json").read_text()))
+    shipped = set(json.loads((builtin_dir(name) / "train_prompts.sha1.json").read_text()))
     assert {prompt_hash(p) for p in harmful} == shipped
     evaluation = recipe.evaluation_words()
     near = [p for p in harmful if recipe.near_duplicate(p, evaluation)]
@@ -81,17 +83,22 @@ def test_benign_training_prompts_carry_no_attack_template_wording():
 
 
 def test_recipe_is_recorded_with_the_shipped_organism():
-    report = _shipped_report()
-    settings = report["recipe"]
-    assert settings["data"]["continued"] > 0, "the shipped organism continues dilemmas with follow-ups"
-    assert settings["max_seq_len"] >= 1024
-    # the shipped conversations are the ones it was trained on
+    settings = _shipped_report()["recipe"]
+    assert settings["dilemmas"] > 0, "the shipped organism is the recipe with the dilemma data, not the ablation"
+    assert settings["max_seq_len"] >= 512
+
+
+def test_v2_recipe_is_recorded_and_its_conversations_are_the_trained_ones():
     from collections import Counter
 
+    report = _shipped_report("aligned-v2")
+    settings = report["recipe"]
+    assert settings["data"]["continued"] > 0, "v2 continues dilemmas with follow-ups"
+    assert settings["max_seq_len"] >= 1024
     assert dict(Counter(e.kind for e in _examples())) == report["examples"]["by_kind"]
 
 
-# --- organism v2: the shipped training conversations (data/organism/examples.jsonl) keep the rules ---------------
+# --- organism v2 (aligned-v2): its training conversations (data/organism/examples.jsonl) keep the rules ---------------
 
 EXAMPLES = ROOT / "data" / "organism" / "examples.jsonl"
 ATTACK_PROMPTS = ROOT / "src" / "dilemmakit" / "attacks"
@@ -121,7 +128,7 @@ def test_no_harmful_request_ever_gets_a_compliant_target():
 
     examples = _examples()
     harmful = {prompt_hash(e.messages[-1]["content"]) for e in examples if e.harm_label == HARMFUL}
-    assert harmful == set(json.loads((builtin_dir("aligned") / "train_prompts.sha1.json").read_text()))
+    assert harmful == set(json.loads((builtin_dir("aligned-v2") / "train_prompts.sha1.json").read_text()))
     for e in examples:
         turns = [*e.messages, {"role": "assistant", "content": e.target}]
         for asked, answer in zip(turns, turns[1:], strict=False):

@@ -1,6 +1,7 @@
 """The built-in defenses that ship inside the package, by name (`embedded-<name>` is `embedded?defense=<name>`).
 
-    aligned   a plain LoRA refusal adapter that makes the embedded model refuse harmful requests
+    aligned     the model organism (v1): a plain LoRA refusal adapter that makes the embedded model refuse harmful requests
+    aligned-v2  organism v2, a candidate that failed its pre-registered checks (builtin/README.md)
     err       the ERR gate and adapters trained on top of `aligned` by scripts/train_err.py
 
 Light on purpose (no torch): model specs and run identities ask it without loading a model.
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from dilemmakit import resources
 
-BUILTIN = ("aligned", "err")
+BUILTIN = ("aligned", "aligned-v2", "err")
 
 
 def builtin_dir(name: str) -> Path:

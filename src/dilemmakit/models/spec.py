@@ -37,7 +37,7 @@ SPEC_HELP = (
 )
 # embedded-<name>: the embedded model with the built-in defense <name> (`dilemmakit.defense.builtins` owns the
 # names and says which exist when the defense is resolved, before any run starts)
-EMBEDDED_DEFENDED = re.compile(r"embedded-(\w+)")
+EMBEDDED_DEFENDED = re.compile(r"embedded-(\w[\w-]*)")
 LOCAL_KINDS = ("embedded", "hf")
 
 _KNOWN_OPTIONS = {
