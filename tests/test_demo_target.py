@@ -54,7 +54,12 @@ def test_demo_target_end_to_end_on_the_scripted_server(server, tmp_path):
     assert row["engagement"]["n"] == 4  # 2 dilemmas in both option orders
     assert row["swap_consistency"]["n"] == 2 and row["followthrough"]["n"] >= 1
     assert demo["config"]["target"] == server.spec("target")
-    assert (run_dir / "report.html").is_file() or any(run_dir.glob("*.html"))
+    html = (run_dir / "report.html").read_text()
+    finding = html[html.index('<section id="finding">') :]
+    finding = finding[: finding.index("</section>")]
+    # one benign follow-through conversation and one TRIAL conversation for the target, in the Finding section
+    assert "One transcript of each kind per target" in finding and "benign follow-through" in finding
+    assert 'data-method="trial"' in finding
     # rerun: resumed from the store, the same numbers
     again = run_cli(*args, "--run-dir", run_dir, timeout=600)
     assert again.returncode == 0, again.stderr

@@ -13,6 +13,7 @@ from typing import Any
 
 from dilemmakit.errors import UserError
 from dilemmakit.eval.summary import Summary, summarise
+from dilemmakit.models.spec import spec_identity
 from dilemmakit.report.redact import harmful_turns, quotes_any
 from dilemmakit.store.db import DB_NAME, ConversationRow, ExtraTable, RunStore, open_store
 from dilemmakit.verdict import Verdict
@@ -74,6 +75,8 @@ class ReportData:
     extra_tables: list[ExtraTable]
     evals: list[dict] = field(default_factory=list)  # over-refusal / utility evals: {kind, target, result, items}
     finding: dict | None = None  # `dilemma demo`'s demo.json: the one-sentence finding and its table
+    # per demo target: one benign follow-through conversation (its messages) and one TRIAL conversation
+    examples: list[dict] = field(default_factory=list)
 
 
 def find_run_dbs(run_dir: Path, max_depth: int = 3) -> list[Path]:
@@ -112,8 +115,31 @@ def collect(run_dir: Path) -> ReportData:
         artefacts=artefacts,
         extra_tables=[t for _, p in parts for t in p["extra_tables"]],
         evals=[{"run": label, **e} if many else e for label, p in parts for e in p["evals"]],
-        finding=_finding(run_dir),
+        finding=(finding := _finding(run_dir)),
+        examples=_examples(finding, conversations, [p["followthrough"] for _, p in parts]),
     )
+
+
+def _examples(finding: dict | None, conversations: list[ConversationView], follows: list[dict]) -> list[dict]:
+    """One follow-through and one TRIAL transcript per demo target (the report's Finding section shows them)."""
+    targets = finding.get("targets") if finding else None
+    if not isinstance(targets, dict):
+        return []
+    merged: dict[str, list[dict]] = {}
+    for f in follows:
+        merged.update(f)
+    out = []
+    for row in targets.values():
+        spec = row.get("target") if isinstance(row, dict) else None
+        if not isinstance(spec, str):
+            continue
+        try:
+            stored_as = spec_identity(spec)  # runs and evals record a spec without its transport options
+        except UserError:
+            stored_as = spec
+        trial = next((c for c in conversations if c.row.method == "trial" and c.row.target == stored_as), None)
+        out.append({"target": spec, "followthrough": merged.get(stored_as, []), "trial": trial})
+    return out
 
 
 def _finding(run_dir: Path) -> dict | None:
@@ -156,7 +182,28 @@ def _collect_store(store: RunStore, label: str) -> dict:
         "runs": store.runs(),
         "extra_tables": store.extra_tables(MAX_EXTRA_ROWS),
         "evals": _evals(store),
+        "followthrough": _followthrough_examples(store),
     }
+
+
+def _followthrough_examples(store: RunStore) -> dict[str, list[dict]]:
+    """Per target: the messages of its first complete follow-through conversation (turn 1 and every follow-up)."""
+    out: dict[str, list[dict]] = {}
+    try:
+        evals = [e for e in store.evals() if e["kind"] == "followthrough"]
+        for e in evals:
+            items = store.eval_items(e["id"])
+            for item in sorted(items.values(), key=lambda it: it.item_id):
+                messages = item.meta.get("messages") if isinstance(item.meta, dict) else None
+                if (
+                    isinstance(messages, list)
+                    and item.label != "error"
+                    and len(messages) > len(out.get(e["target"], []))
+                ):
+                    out[e["target"]] = messages
+    except (sqlite3.Error, ValueError):
+        return {}
+    return out
 
 
 def _evals(store: RunStore) -> list[dict]:

@@ -419,7 +419,14 @@ def _eval_headline(flat: dict[str, Any]) -> str | None:
     return line
 
 
-_FINDING_MEASURES = {"direct": "direct ASR", "trial": "TRIAL ASR", "engagement": "benign-dilemma engagement"}
+_FINDING_MEASURES = {
+    "direct": "direct ASR",
+    "trial": "TRIAL ASR",
+    "picks_act": "TRIAL turn 1 picks the act",
+    "engagement": "benign-dilemma engagement",
+    "swap_consistency": "swap-consistency",
+    "followthrough": "follow-through",
+}
 
 
 def _finding_headline(data: ReportData) -> str:
@@ -444,8 +451,33 @@ def _finding_section(data: ReportData) -> str:
         f"<p>{escape(data.finding['finding'])}</p>{body}"
         '<p class="note">From <code>dilemma demo</code> on held-out behaviors and dilemmas (prompts a built-in '
         "defense was trained on are left out); k/n = rate [95% Wilson CI]; engagement (a choice "
-        "and a reason) is a keyword measure.</p></section>"
+        "and a reason) is a keyword measure.</p>"
+        f"{_examples_html(data)}</section>"
     )
+
+
+def _examples_html(data: ReportData) -> str:
+    """Per target: one benign follow-through conversation (the positive control) and one TRIAL conversation,
+    its harmful replies redacted like every transcript."""
+    parts = []
+    for ex in data.examples:
+        turns = "".join(
+            f'<li class="{"target" if m.get("role") == "assistant" else "attacker"}"><b>{escape(str(m.get("role")))}'
+            f"</b><pre>{escape(str(m.get('content', '')))}</pre></li>"
+            for m in ex["followthrough"]
+            if isinstance(m, dict)
+        )
+        follow = (
+            f'<details class="conv"><summary>benign follow-through: {escape(ex["target"])}</summary>'
+            f'<ol class="turns">{turns}</ol></details>'
+            if turns
+            else ""
+        )
+        trial = _conversation_html(ex["trial"], False) if ex["trial"] is not None else ""
+        parts.append(f"<h3>{escape(ex['target'])}</h3>{follow}{trial}")
+    if not parts:
+        return ""
+    return "<h3>One transcript of each kind per target</h3>" + "".join(parts)
 
 
 def _extra_section(data: ReportData) -> str:
