@@ -11,6 +11,7 @@ from dilemmakit.store.db import open_store
 from dilemmakit.store.export import write_csv, write_jsonl
 from dilemmakit.testing import ScriptedServer
 from tests.helpers import COMPLY, OPTION_A, VAGUE, assert_clean_error, target_by_turn
+from tests.helpers import attack_args as helpers_attack_args
 
 KEY = "sk-dilemma-SECRET-7f3a9c1e5b2d"
 
@@ -22,26 +23,7 @@ def keyed_server():
 
 
 def attack_args(server, run_dir, *extra):
-    return [
-        "attack",
-        "--target",
-        server.spec("target"),
-        "--attacker",
-        server.spec("attacker"),
-        "--helper",
-        server.spec("helper"),
-        "--judge",
-        f"jbb:{server.spec('judge')}",
-        "--run-dir",
-        run_dir,
-        "--limit",
-        "3",
-        "--max-rounds",
-        "3",
-        "--concurrency",
-        "1",
-        *extra,
-    ]
+    return helpers_attack_args(server, run_dir, "--max-rounds", "3", "--concurrency", "1", *extra)
 
 
 def test_key_is_used_but_never_written_anywhere(keyed_server, tmp_path, cli):
