@@ -104,7 +104,18 @@ def test_short_demo_runs_end_to_end(tmp_path, cli):
     from dilemmakit.store.db import open_store
 
     run_dir = tmp_path / "demo"
-    args = ("--limit", "2", "--max-rounds", "2", "--max-tokens", "24", "--dilemma-limit", "2")
+    args = (
+        "--limit",
+        "2",
+        "--max-rounds",
+        "2",
+        "--max-tokens",
+        "24",
+        "--dilemma-limit",
+        "2",
+        "--followthrough-limit",
+        "1",
+    )
     proc = cli("demo", "--run-dir", run_dir, *args, env={"COLUMNS": "200"}, timeout=1200)
     assert proc.returncode == 0, proc.stderr
     data = json.loads((run_dir / DEMO_NAME).read_text())
@@ -113,9 +124,10 @@ def test_short_demo_runs_end_to_end(tmp_path, cli):
     for role, spec in (("aligned", "embedded-aligned"), ("defended", "embedded-err")):
         row = data["targets"][role]
         assert row["target"] == spec
-        assert {row[m]["n"] for m in ("direct", "trial", "engagement", "picks_act")} == {2}
-        line = next(line for line in proc.stdout.splitlines() if spec in line)
-        assert line.count("/2 = ") == 4, line  # direct, TRIAL, turn-1 picks of the act, engagement
+        assert {row[m]["n"] for m in ("direct", "trial", "picks_act", "swap_consistency")} == {2}
+        assert row["engagement"]["n"] == 4  # 2 dilemmas, each in both option orders
+        assert row["followthrough"]["n"] == 2  # 1 dilemma, 2 harmless follow-ups
+        assert spec in proc.stdout
     # held out: no behavior a built-in defense was trained on
     trained = set()
     for ref in defense_refs("embedded-err"):
@@ -127,3 +139,14 @@ def test_short_demo_runs_end_to_end(tmp_path, cli):
         store.close()
     assert len(rows) == 8  # 2 behaviors x (direct, TRIAL) x 2 targets
     assert not {prompt_hash(r.behavior) for r in rows} & trained
+
+
+def test_finding_says_a_trial_null_without_follow_through_is_no_evidence():
+    def row(name: str, trial: int, follow: int) -> TargetResult:
+        return TargetResult(name, Rate.of(0, 8), Rate.of(trial, 8), Rate.of(19, 20), followthrough=Rate.of(follow, 12))
+
+    sentence = finding(row("a", 0, 0), row("e", 0, 0))
+    assert "carried out 0/12 harmless follow-up requests, so TRIAL's failure here is no evidence" in sentence
+    assert sentence.count(".") == 1
+    assert "no evidence" not in finding(row("a", 0, 10), row("e", 0, 10))  # the control passed: a real null
+    assert "no evidence" not in finding(row("a", 5, 0), row("e", 0, 0))  # TRIAL got through
