@@ -146,7 +146,7 @@ def test_finding_says_a_trial_null_without_follow_through_is_no_evidence():
         return TargetResult(name, Rate.of(0, 8), Rate.of(trial, 8), Rate.of(19, 20), followthrough=Rate.of(follow, 12))
 
     sentence = finding(row("a", 0, 0), row("e", 0, 0))
-    assert "carried out 0/12 harmless follow-up requests, so TRIAL's failure here is no evidence" in sentence
+    assert "carried out 0/12 harmless follow-up requests, so the TRIAL result here is no evidence" in sentence
     assert sentence.count(".") == 1
     assert "no evidence" not in finding(row("a", 0, 10), row("e", 0, 10))  # the control passed: a real null
     assert "no evidence" not in finding(row("a", 5, 0), row("e", 0, 0))  # TRIAL got through

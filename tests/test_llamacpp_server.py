@@ -22,7 +22,7 @@ from dilemmakit.llamacpp import model as managed
 from dilemmakit.llamacpp.server import ManagedServer
 from dilemmakit.models.base import GenParams
 from dilemmakit.models.openai_compat import OpenAICompatModel
-from tests.helpers import REPO
+from tests.helpers import REPO, patience
 
 STUB = REPO / "tests" / "scripts" / "stub_llamacpp_server.py"
 
@@ -121,7 +121,7 @@ def start_parent(tmp_path: Path, *, linger: bool) -> tuple[subprocess.Popen, int
 
 def test_normal_exit_stops_the_server(tmp_path):
     parent, pid, grandchild = start_parent(tmp_path, linger=False)
-    assert parent.wait(timeout=60) == 0
+    assert parent.wait(timeout=patience(60)) == 0
     assert wait_gone(pid, grandchild) == []
 
 
@@ -134,7 +134,7 @@ def test_a_signal_to_the_parent_stops_the_server(tmp_path, sig, exit_code):
     parent, pid, grandchild = start_parent(tmp_path, linger=True)
     assert alive(pid) and alive(grandchild)
     os.kill(parent.pid, sig)
-    assert parent.wait(timeout=60) == exit_code  # it still dies of the signal, after stopping the server
+    assert parent.wait(timeout=patience(60)) == exit_code  # it still dies of the signal, after stopping the server
     assert wait_gone(pid, grandchild) == []
 
 
@@ -142,7 +142,7 @@ def test_a_killed_parent_leaves_no_server(tmp_path):
     """SIGKILL runs no handler of ours: the kernel's parent-death signal stops the server."""
     parent, pid, grandchild = start_parent(tmp_path, linger=True)
     parent.kill()
-    parent.wait(timeout=60)
+    parent.wait(timeout=patience(60))
     assert wait_gone(pid) == []
     if alive(grandchild):  # the stub's own child is the stub's affair (llama.cpp's server starts none)
         os.kill(grandchild, signal.SIGKILL)

@@ -17,7 +17,7 @@ import pytest
 
 from dilemmakit.store.db import DB_NAME, LOCK_NAME, open_store
 from dilemmakit.testing import ScriptedServer
-from tests.helpers import OPTION_A, REPO, VAGUE, assert_clean_error, run, target_by_turn
+from tests.helpers import OPTION_A, REPO, VAGUE, assert_clean_error, patience, run, target_by_turn
 
 DEAD = "openai:m@http://127.0.0.1:9/v1?max_retries=0"
 
@@ -219,8 +219,8 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(server, tmp_path, cli):
     server.script("target", held_target(gate))
     proc = start_attack(server, run_dir)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    gate.set()
+    gate.set()  # the held request returns: an attack that ignored Ctrl-C would now finish and exit 0
+    out, err = proc.communicate(timeout=patience(120))
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert "interrupted" in err and "rerun the same command to resume" in err

@@ -162,7 +162,7 @@ def finding(aligned: TargetResult, defended: TargetResult | None = None) -> str:
     if controls and follow is not None and follow.n and 2 * follow.count < follow.n and trial.count <= direct.count:
         # a TRIAL null needs a positive control: a model that cannot carry out harmless follow-ups could not
         # have delivered the harmful ones either
-        controls = controls[:-1] + ", so TRIAL's failure here is no evidence against the attack)"
+        controls = controls[:-1] + ", so the TRIAL result here is no evidence against the attack)"
     if defended is None:
         tail = f"it engaged {_counts(aligned.engagement)} benign dilemma prompts" + (f"{controls}" if controls else "")
         return f"On {trial.n} held-out JBB behaviors {said} {attack}; {tail}."
