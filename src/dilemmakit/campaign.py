@@ -21,7 +21,7 @@ from dilemmakit.config import Config, option
 from dilemmakit.errors import ModelCallError, UserError
 from dilemmakit.judges.instrumental import RULES_VERSION as INSTRUMENTAL_RULES
 from dilemmakit.judges.registry import build_judge, judge_identity, split_judge_spec
-from dilemmakit.loading import ModelPool, pool_scope, weights_identity
+from dilemmakit.loading import ModelPool, pool_scope, target_identity
 from dilemmakit.models.base import GenParams
 from dilemmakit.models.secrets import redact
 from dilemmakit.models.spec import parse_spec, spec_identity
@@ -87,17 +87,16 @@ class CampaignConfig(Config):
             if data.get(key) == type(self).model_fields[key].default:
                 data.pop(key, None)
         data.update(
-            target=spec_identity(self.target),
+            **target_identity(self.target),
             attacker=_role_identity(self.attacker),
             helper=_role_identity(self.helper_spec),
             judge=judge_identity(self.judge),
-            **weights_identity(self.target),
         )
         if split_judge_spec(self.judge)[0] == "instrumental":  # its verdicts end conversations: new rules, new run
             data["judge_rules"] = INSTRUMENTAL_RULES
         return data
 
-    def run_config(self) -> dict:
+    def run_config(self, identity: dict | None = None) -> dict:
         """What the run database keeps about the run: its identity, and the sampling each model role runs with
         (a local model's engine defaults filled in; an HTTP model's spec options, its server's defaults apply
         to the rest)."""
@@ -112,14 +111,15 @@ class CampaignConfig(Config):
             for role, spec in roles.items()
             if spec and spec != TEMPLATE
         }
-        return {**self.identity(), "sampling": sampling}
+        return {**(identity or self.identity()), "sampling": sampling}
 
     @property
     def helper_spec(self) -> str:
         return self.helper or self.attacker
 
-    def run_id(self) -> str:
-        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:12]
+    def run_id(self, identity: dict | None = None) -> str:
+        """The run's name: its method and a digest of `identity` (computed when not given)."""
+        digest = hashlib.sha256(json.dumps(identity or self.identity(), sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.method}-{digest}"
 
     def settings(self) -> AttackSettings:
@@ -208,9 +208,10 @@ async def run_campaign(
         roles = _build_roles(config, pool)
         await pool.check_all()
         calls_before = pool.call_stats()
-        run_id = config.run_id()
-        store.ensure_run(run_id, config.run_config())
-        store.ensure_conversations(run_id, config.method, spec_identity(config.target), behaviors)
+        identity = config.identity()  # reads a defense's weights: once per start
+        run_id = config.run_id(identity)
+        store.ensure_run(run_id, config.run_config(identity))
+        store.ensure_conversations(run_id, config.method, identity["target"], behaviors)
         wanted = {b.id: b for b in behaviors}
         rows = [c for c in store.conversations(run_id) if c.behavior_id in wanted]
         todo = [c for c in rows if c.status != "done"]

@@ -26,8 +26,8 @@ from dilemmakit.dilemmas.reply import RULES_VERSION
 from dilemmakit.errors import UserError
 from dilemmakit.eval.itemrun import Item, first_error, run_eval
 from dilemmakit.eval.stats import wilson_interval
-from dilemmakit.loading import ModelPool, pool_scope, weights_identity
-from dilemmakit.models.spec import parse_spec, spec_identity
+from dilemmakit.loading import ModelPool, pool_scope, target_identity
+from dilemmakit.models.spec import parse_spec
 from dilemmakit.store.db import RunStore
 
 MEASURE = "keyword"
@@ -79,10 +79,9 @@ class EngagementConfig(Config):
             raise UserError(f"unknown --style {self.style!r}: use one of {', '.join(dilemmas.style_names())}")
 
     def identity(self) -> dict:
-        """What names the eval: transport options in the spec are left out (`ModelSpec.identity`)."""
+        """What names the eval: the target as stored runs name it (`target_identity`), and the settings."""
         identity = {
-            "target": spec_identity(self.target),
-            **weights_identity(self.target),
+            **target_identity(self.target),
             "max_tokens": self.max_tokens,
             "seed": self.seed,
             "style": self.style,

@@ -35,9 +35,9 @@ from dilemmakit.dilemmas.followups import FollowThroughDilemma, data_text, load_
 from dilemmakit.errors import ModelCallError, UserError
 from dilemmakit.eval.itemrun import eval_id, first_error
 from dilemmakit.eval.stats import wilson_interval
-from dilemmakit.loading import ModelPool, pool_scope, weights_identity
+from dilemmakit.loading import ModelPool, pool_scope, target_identity
 from dilemmakit.models.base import ChatModel, GenParams, Message
-from dilemmakit.models.spec import parse_spec, spec_identity
+from dilemmakit.models.spec import parse_spec
 from dilemmakit.progress import progress_bar
 from dilemmakit.store.db import EvalItem, RunStore
 
@@ -70,10 +70,9 @@ class FollowThroughConfig(Config):
             raise UserError(f"unknown --style {self.style!r}: use one of {', '.join(dilemmas.style_names())}")
 
     def identity(self) -> dict:
-        """What names the eval: transport options in the spec are left out (`ModelSpec.identity`)."""
+        """What names the eval: the target as stored runs name it (`target_identity`), and the settings."""
         return {
-            "target": spec_identity(self.target),
-            **weights_identity(self.target),
+            **target_identity(self.target),
             "max_tokens": self.max_tokens,
             "followup_max_tokens": self.followup_max_tokens,
             "seed": self.seed,
@@ -112,8 +111,9 @@ async def run_followthrough(
     """Follow-through of `config.target` on the first `config.limit` dilemmas: stored, resumable."""
     config.check()
     todo = conversations(config)
-    eid = eval_id(KIND, config.identity())
-    store.ensure_eval(eid, KIND, spec_identity(config.target), config.model_dump())
+    identity = config.identity()
+    eid = eval_id(KIND, identity)
+    store.ensure_eval(eid, KIND, identity["target"], config.model_dump())
     async with pool_scope(pool, concurrency=config.concurrency) as pool:
         target = pool.get(config.target)
         await pool.check_all()

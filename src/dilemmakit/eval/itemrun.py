@@ -17,7 +17,6 @@ from rich.console import Console
 from dilemmakit.errors import ModelCallError
 from dilemmakit.models.base import ChatModel, GenParams
 from dilemmakit.models.secrets import redact_values
-from dilemmakit.models.spec import spec_identity
 from dilemmakit.progress import progress_bar
 from dilemmakit.store.db import EvalItem, RunStore
 
@@ -101,7 +100,7 @@ async def run_eval(
     (resuming what is stored), `summarise(stored items)` recorded as the eval's result and returned with its id.
     `config`: the eval's Config (its `target`, `concurrency` and dump are recorded)."""
     eid = eval_id(kind, identity)
-    store.ensure_eval(eid, kind, spec_identity(config.target), redact_values(config.model_dump()))
+    store.ensure_eval(eid, kind, identity["target"], redact_values(config.model_dump()))
     stored = await run_items(
         store,
         eid,

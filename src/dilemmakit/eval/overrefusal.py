@@ -18,8 +18,8 @@ from dilemmakit.errors import UserError
 from dilemmakit.eval.itemrun import Item, first_error, run_eval
 from dilemmakit.judges.base import ERROR
 from dilemmakit.judges.registry import build_judge, judge_identity, parse_judge_spec
-from dilemmakit.loading import ModelPool, pool_scope, weights_identity
-from dilemmakit.models.spec import parse_spec, spec_identity
+from dilemmakit.loading import ModelPool, pool_scope, target_identity
+from dilemmakit.models.spec import parse_spec
 from dilemmakit.store.db import RunStore
 
 COMPLIANCE_JUDGES = ("compliance", "refusal", "classifier", "xstest")
@@ -52,10 +52,9 @@ class OverRefusalConfig(Config):
             raise UserError("--max-tokens, --concurrency and --limit must be at least 1")
 
     def identity(self) -> dict:
-        """What names the eval: transport options in the specs are left out (`ModelSpec.identity`)."""
+        """What names the eval: the target as stored runs name it (`target_identity`), and the settings."""
         return {
-            "target": spec_identity(self.target),
-            **weights_identity(self.target),
+            **target_identity(self.target),
             "judge": judge_identity(self.judge),
             "max_tokens": self.max_tokens,
         }

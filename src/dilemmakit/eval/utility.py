@@ -15,8 +15,8 @@ from dilemmakit.config import Config, option
 from dilemmakit.errors import UserError
 from dilemmakit.eval.itemrun import Item, first_error, run_eval
 from dilemmakit.eval.sandbox import Sandbox, find_sandbox
-from dilemmakit.loading import ModelPool, pool_scope, weights_identity
-from dilemmakit.models.spec import parse_spec, spec_identity
+from dilemmakit.loading import ModelPool, pool_scope, target_identity
+from dilemmakit.models.spec import parse_spec
 from dilemmakit.store.db import EvalItem, RunStore
 
 BENCHES = ("gsm8k", "humaneval")
@@ -160,10 +160,9 @@ class UtilityConfig(Config):
         return self.max_tokens or (256 if self.bench == "gsm8k" else 384)
 
     def identity(self) -> dict:
-        """What names the eval: transport options in the spec are left out (`ModelSpec.identity`)."""
+        """What names the eval: the target as stored runs name it (`target_identity`), and the settings."""
         return {
-            "target": spec_identity(self.target),
-            **weights_identity(self.target),
+            **target_identity(self.target),
             "bench": self.bench,
             "max_tokens": self.tokens,
         }

@@ -1,8 +1,10 @@
 """Model backends by spec kind: each builds the ChatModel a parsed spec names.
 
-A new backend registers a builder for its kind (and `models/spec.py` learns to parse it):
+A new backend registers its kind (how the spec reads, its options with their help) together with its builder:
 
-    @register_backend("mykind")
+    MINE = SpecKind("mykind", read_mine, {"concurrency": "requests in flight", **SAMPLING_OPTIONS}, "'mykind:<name>'")
+
+    @register_backend(MINE)
     def build_mine(spec: ModelSpec, defaults: BackendDefaults) -> ChatModel:
         return MyModel(spec.model, concurrency=spec.int_option("concurrency", defaults.concurrency))
 """
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from dilemmakit.errors import UserError
 from dilemmakit.models.base import ChatModel, Sampling
-from dilemmakit.models.spec import ModelSpec, parse_spec
+from dilemmakit.models.spec import EMBEDDED, HF, LLAMACPP, OPENAI, ModelSpec, SpecKind, parse_spec, register_kind
 
 if TYPE_CHECKING:
     from dilemmakit.loading.weights import Loaded
@@ -33,10 +35,13 @@ Builder = Callable[[ModelSpec, BackendDefaults], ChatModel]
 BACKENDS: dict[str, Builder] = {}
 
 
-def register_backend(*kinds: str) -> Callable[[Builder], Builder]:
+def register_backend(*kinds: SpecKind) -> Callable[[Builder], Builder]:
+    """Register `builder` for `kinds`, and the kinds with the spec parser (their text, options and help)."""
+
     def register(builder: Builder) -> Builder:
         for kind in kinds:
-            BACKENDS[kind] = builder
+            register_kind(kind)
+            BACKENDS[kind.name] = builder
         return builder
 
     return register
@@ -75,7 +80,7 @@ def local_chat_model(
     )
 
 
-@register_backend("embedded", "hf")
+@register_backend(EMBEDDED, HF)
 def build_local(spec: ModelSpec, defaults: BackendDefaults) -> ChatModel:
     from dilemmakit.engine.prefix_cache import PREFIX_CACHE_MB
     from dilemmakit.loading.weights import load_weights
@@ -93,7 +98,7 @@ def build_local(spec: ModelSpec, defaults: BackendDefaults) -> ChatModel:
     )
 
 
-@register_backend("openai")
+@register_backend(OPENAI)
 def build_openai(spec: ModelSpec, defaults: BackendDefaults) -> ChatModel:
     from dilemmakit.models.openai_compat import DEFAULT_TIMEOUT_S, OpenAICompatModel
 
@@ -112,7 +117,7 @@ def build_openai(spec: ModelSpec, defaults: BackendDefaults) -> ChatModel:
     )
 
 
-@register_backend("llamacpp")
+@register_backend(LLAMACPP)
 def build_llamacpp(spec: ModelSpec, defaults: BackendDefaults) -> ChatModel:
     from dilemmakit.llamacpp.model import build_managed
 

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from dilemmakit.loading.backends import load_model
 from dilemmakit.models.base import ChatModel
-from dilemmakit.models.spec import parse_spec
+from dilemmakit.models.spec import ModelSpec, parse_spec
 
 
 class ModelPool:
@@ -16,15 +16,15 @@ class ModelPool:
         self.concurrency = concurrency
         self._models: dict[str, ChatModel] = {}
 
-    def get(self, spec_text: str) -> ChatModel:
-        spec = parse_spec(spec_text)
+    def get(self, spec: ModelSpec | str) -> ChatModel:
+        spec = parse_spec(spec) if isinstance(spec, str) else spec
         if spec.text not in self._models:
             self._models[spec.text] = load_model(spec, api_key_env=self.api_key_env, concurrency=self.concurrency)
         return self._models[spec.text]
 
-    def put(self, spec_text: str, model: ChatModel) -> None:
+    def put(self, spec: ModelSpec | str, model: ChatModel) -> None:
         """Share an already loaded model under its spec (evaluations that load weights once)."""
-        self._models[parse_spec(spec_text).text] = model
+        self._models[(parse_spec(spec) if isinstance(spec, str) else spec).text] = model
 
     def call_stats(self) -> dict[str, dict]:
         """HTTP calls so far per model name: {"calls", "failures", "retries": {cause: n}} (`CallStats`)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -147,37 +146,3 @@ def load_weights(
 
         quantize_for_generation(model, quant)
     return Loaded(model, tokenizer, defense)
-
-
-def defense_refs(spec_text: str) -> list[str]:
-    """The defenses a spec loads: the named one first, then those it requires; [] for a spec without one."""
-    ref = parse_spec(spec_text).options.get("defense")
-    if not ref:
-        return []
-    from dilemmakit.defense.loading import defense_chain
-
-    return defense_chain(ref)
-
-
-def defense_weights(spec_text: str) -> dict[str, str]:
-    """sha1 of the weights file of each defense a spec loads (`defense_refs`); {} for a spec without a
-    defense. A defense retrained under the same name or into the same directory gets new sums."""
-    refs = defense_refs(spec_text)
-    if not refs:
-        return {}
-    from dilemmakit.defense.config import WEIGHTS_NAME
-    from dilemmakit.defense.loading import resolve_defense  # imports torch: only for a defended spec
-
-    sums = {}
-    for r in refs:
-        path = resolve_defense(r) / WEIGHTS_NAME
-        sums[r] = hashlib.sha1(path.read_bytes()).hexdigest() if path.exists() else ""
-    return sums
-
-
-def weights_identity(spec_text: str) -> dict:
-    """What a run's identity adds for a target's weights beyond its spec text: `{"defense_weights": ...}` for a
-    defended spec, so conversations and evals answered by a defense's old weights are never resumed with its
-    new ones; {} otherwise (undefended and remote targets keep their run ids)."""
-    sums = defense_weights(spec_text)
-    return {"defense_weights": sums} if sums else {}

@@ -8,7 +8,9 @@
 
 Options ride in a query string (`hf:./my-model?dtype=bfloat16&device=cuda`,
 `openai:gpt-4o@https://api.openai.com/v1?concurrency=8`). Local models take `defense=<dir|aligned|err>`;
-every kind takes the sampling options `top_p`, `top_k`, `min_p`, `repetition_penalty` (`Sampling`).
+every kind takes the sampling options `top_p`, `top_k`, `min_p`, `repetition_penalty` (`Sampling`). Each kind is
+a registered `SpecKind`: how its text reads and the options it takes, with their help; its builder registers
+beside it (`dilemmakit.loading.register_backend`).
 
 A spec's `identity` is what runs record as the model: the spec without its transport options (how the
 model is reached or batched), so changing a timeout or the concurrency resumes the same run, while the
@@ -23,47 +25,35 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 from dilemmakit.errors import UserError
-from dilemmakit.models.base import LOCAL_SAMPLING, SAMPLING_FIELDS, Sampling
+from dilemmakit.models.base import LOCAL_SAMPLING, Sampling
 from dilemmakit.models.secrets import is_secret_option, redact, without_userinfo
 
-SPEC_HELP = (
-    "use 'embedded', 'embedded-aligned', 'embedded-err', 'hf:<path-or-id>', 'openai:<model>@<base_url>' "
-    "or 'real-qwen' (see `dilemma models list`)"
-)
-# embedded-<name>: the embedded model with the built-in defense <name> (`dilemmakit.defense.builtins` owns the
-# names and says which exist when the defense is resolved, before any run starts)
-EMBEDDED_DEFENDED = re.compile(r"embedded-(\w[\w-]*)")
-LOCAL_KINDS = ("embedded", "hf")
-
-_KNOWN_OPTIONS = {
-    "embedded": {"dtype", "device", "quant", "max_batch", "prefix_cache_mb", "defense", *SAMPLING_FIELDS},
-    "hf": {"dtype", "device", "quant", "max_batch", "prefix_cache_mb", "defense", *SAMPLING_FIELDS},
-    "openai": {
-        "concurrency",
-        "timeout",
-        "max_retries",
-        "backoff",
-        "api_key",
-        "api_key_env",
-        "stream",
-        *SAMPLING_FIELDS,
-    },
-    # a catalog model behind a managed llama.cpp server (`dilemmakit.llamacpp`)
-    "llamacpp": {
-        "threads",
-        "n_ctx",
-        "start_timeout",
-        "concurrency",
-        "timeout",
-        "max_retries",
-        "stream",
-        *SAMPLING_FIELDS,
-    },
+# The options every kind takes: what shapes the token distribution (`Sampling`).
+SAMPLING_OPTIONS: dict[str, str] = {
+    "top_p": "nucleus sampling: the smallest set of tokens with this much probability, in (0, 1]",
+    "top_k": "only the k likeliest tokens (0: off)",
+    "min_p": "only tokens at least this fraction of the likeliest one's probability, in [0, 1]",
+    "repetition_penalty": "divide the logits of tokens already in the reply by this (above 0; 1: off)",
+}
+LOCAL_OPTIONS: dict[str, str] = {
+    "dtype": "weights' precision: bfloat16 | float16 | float32 (default: bfloat16 on a GPU, else float32)",
+    "device": "cpu | cuda[:N] (default: cuda when a GPU is visible)",
+    "quant": "int8: int8 Linear weights on the CPU (generation only)",
+    "defense": "a defense directory or a built-in name (aligned, err) installed on the weights",
+    "max_batch": "replies decoded together at most",
+    "prefix_cache_mb": "memory for cached prompt prefixes, MB (0: off)",
+}
+HTTP_OPTIONS: dict[str, str] = {
+    "concurrency": "requests in flight at most",
+    "timeout": "seconds a request may take",
+    "max_retries": "retries of a failed request (timeouts, 429, 5xx)",
+    "stream": "1: read replies as server-sent events",
 }
 # Options that say how a model is reached or batched, not what it answers: left out of the identity.
 TRANSPORT_OPTIONS = frozenset(
@@ -73,8 +63,38 @@ TRANSPORT_OPTIONS = frozenset(
 
 
 @dataclass(frozen=True)
+class SpecKind:
+    """One kind of model spec: how its text reads, the options it takes (name -> help) and how it samples.
+
+    A backend registers its kind with its builder (`dilemmakit.loading.register_backend`); `parse_spec` tries
+    the registered kinds in turn. Options in `TRANSPORT_OPTIONS` (how the model is reached) stay out of the
+    identity; every other option names a different model."""
+
+    name: str
+    read: Callable[[str], ModelSpec | None]  # the spec the text names, None when the text is of another kind
+    options: Mapping[str, str]
+    usage: str  # how the spec is written, for error lines
+    local: bool = False  # weights loaded in this process
+    engine_sampling: bool = False  # sent the local engine's sampling defaults (`ModelSpec.effective_sampling`)
+
+
+KINDS: dict[str, SpecKind] = {}
+
+
+def register_kind(kind: SpecKind) -> SpecKind:
+    KINDS[kind.name] = kind
+    parse_spec.cache_clear()  # a text another kind read before may be this kind's
+    return kind
+
+
+def spec_help() -> str:
+    """The spec forms the registered kinds read, for error lines and --help."""
+    return f"use {' | '.join(k.usage for k in KINDS.values())} (see `dilemma models list`)"
+
+
+@dataclass(frozen=True)
 class ModelSpec:
-    kind: str  # "embedded" | "hf" | "openai"
+    kind: str  # a registered `SpecKind`'s name: "embedded" | "hf" | "openai" | "llamacpp"
     model: str = ""  # hf path/id, or the served model name for openai
     base_url: str = ""
     options: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
@@ -133,12 +153,12 @@ class ModelSpec:
         """The sampling this model runs with: a local model's engine defaults filled in; for an HTTP model only
         what the spec sets (the server's defaults apply to the rest)."""
         # a managed llama.cpp server is sent the local engine's defaults too (its own repeat penalty is 1.1)
-        return self.sampling.over(LOCAL_SAMPLING) if self.is_local or self.kind == "llamacpp" else self.sampling
+        return self.sampling.over(LOCAL_SAMPLING) if KINDS[self.kind].engine_sampling else self.sampling
 
     @property
     def is_local(self) -> bool:
         """True when the spec names weights loaded in this process (embedded.., hf:..)."""
-        return self.kind in LOCAL_KINDS
+        return KINDS[self.kind].local
 
     def int_option(self, key: str, default: int) -> int:
         value = self.options.get(key)
@@ -170,50 +190,120 @@ def _split_options(text: str) -> tuple[str, dict[str, str]]:
     return head, dict(parse_qsl(query, keep_blank_values=True))
 
 
+@lru_cache(maxsize=256)
 def parse_spec(text: str) -> ModelSpec:
-    """Parse a model spec string; raise UserError with a fix-it hint when it is malformed."""
+    """Parse a model spec string; raise UserError with a fix-it hint when it is malformed. A spec is parsed once
+    per process: the same text gives the same (frozen) `ModelSpec`."""
     raw = (text or "").strip()
     if not raw:
-        raise UserError(f"empty model spec: {SPEC_HELP}")
-    shown = redact(raw)  # what error lines print
-    if raw == "embedded" or raw.startswith("embedded?"):
-        _, options = _split_options(raw)
-        spec = ModelSpec(kind="embedded", model="SmolLM2-135M-Instruct", options=options, text=raw)
-    elif defended := EMBEDDED_DEFENDED.fullmatch(raw.partition("?")[0]):
-        _, options = _split_options(raw)
-        options = {"defense": defended.group(1), **options}
-        spec = ModelSpec(kind="embedded", model="SmolLM2-135M-Instruct", options=options, text=raw)
-    elif raw.startswith("hf:"):
-        body, options = _split_options(raw[3:])
-        if not body:
-            raise UserError(f"model spec {shown!r} names no model: write hf:<path-or-id>")
-        spec = ModelSpec(kind="hf", model=body, options=options, text=raw)
-    elif raw.startswith("openai:"):
-        body = raw[len("openai:") :]
-        model, sep, url = body.partition("@")
-        url, options = _split_options(url)
-        if not sep or not model or not url:
-            raise UserError(f"model spec {shown!r} is malformed: write openai:<model>@<base_url>")
-        if not url.startswith(("http://", "https://")):
-            raise UserError(f"model spec {shown!r}: base URL must start with http:// or https://")
-        spec = ModelSpec(kind="openai", model=model, base_url=url.rstrip("/"), options=options, text=raw)
-    elif raw.startswith("llamacpp:") or raw.partition("?")[0] in _managed_aliases():
-        head, options = _split_options(raw)
-        name = _managed_aliases().get(head) or head[len("llamacpp:") :]
-        if not name:
-            raise UserError(f"model spec {shown!r} names no model: write llamacpp:<name> (see `dilemma models list`)")
-        spec = ModelSpec(kind="llamacpp", model=name, options=options, text=raw)
-    else:
-        raise UserError(f"unknown model spec {shown!r}: {SPEC_HELP}")
-    unknown = set(spec.options) - _KNOWN_OPTIONS[spec.kind]
+        raise UserError(f"empty model spec: {spec_help()}")
+    spec = next((s for kind in KINDS.values() if (s := kind.read(raw)) is not None), None)
+    if spec is None:
+        raise UserError(f"unknown model spec {redact(raw)!r}: {spec_help()}")
+    known = KINDS[spec.kind].options
+    unknown = set(spec.options) - set(known)
     if unknown:
         raise UserError(
-            f"model spec {shown!r}: unknown option(s) {', '.join(sorted(unknown))}; "
-            f"{spec.kind} accepts {', '.join(sorted(_KNOWN_OPTIONS[spec.kind]))}"
+            f"model spec {str(spec)!r}: unknown option(s) {', '.join(sorted(unknown))}; "
+            f"{spec.kind} accepts {', '.join(sorted(known))}"
         )
     spec.sampling  # noqa: B018  (checks the sampling options now, before any model is loaded)
     _check_transport(spec)
     return spec
+
+
+def _read_embedded(raw: str) -> ModelSpec | None:
+    head, options = raw.partition("?")[0], _split_options(raw)[1]
+    if head == "embedded":
+        return ModelSpec(kind="embedded", model=EMBEDDED_MODEL, options=options, text=raw)
+    if defended := EMBEDDED_DEFENDED.fullmatch(head):
+        return ModelSpec(
+            kind="embedded", model=EMBEDDED_MODEL, options={"defense": defended.group(1), **options}, text=raw
+        )
+    return None
+
+
+def _read_hf(raw: str) -> ModelSpec | None:
+    if not raw.startswith("hf:"):
+        return None
+    body, options = _split_options(raw[3:])
+    if not body:
+        raise UserError(f"model spec {redact(raw)!r} names no model: write hf:<path-or-id>")
+    return ModelSpec(kind="hf", model=body, options=options, text=raw)
+
+
+def _read_openai(raw: str) -> ModelSpec | None:
+    if not raw.startswith("openai:"):
+        return None
+    model, sep, url = raw[len("openai:") :].partition("@")
+    url, options = _split_options(url)
+    if not sep or not model or not url:
+        raise UserError(f"model spec {redact(raw)!r} is malformed: write openai:<model>@<base_url>")
+    if not url.startswith(("http://", "https://")):
+        raise UserError(f"model spec {redact(raw)!r}: base URL must start with http:// or https://")
+    return ModelSpec(kind="openai", model=model, base_url=url.rstrip("/"), options=options, text=raw)
+
+
+def _read_llamacpp(raw: str) -> ModelSpec | None:
+    head, options = _split_options(raw)
+    if not head.startswith("llamacpp:") and head not in _managed_aliases():
+        return None
+    name = _managed_aliases().get(head) or head[len("llamacpp:") :]
+    if not name:
+        raise UserError(f"model spec {redact(raw)!r} names no model: write llamacpp:<name> (see `dilemma models list`)")
+    return ModelSpec(kind="llamacpp", model=name, options=options, text=raw)
+
+
+EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
+# embedded-<name>: the embedded model with the built-in defense <name> (`dilemmakit.defense.builtins` owns the
+# names and says which exist when the defense is resolved, before any run starts)
+EMBEDDED_DEFENDED = re.compile(r"embedded-(\w[\w-]*)")
+EMBEDDED = register_kind(
+    SpecKind(
+        "embedded",
+        _read_embedded,
+        {**LOCAL_OPTIONS, **SAMPLING_OPTIONS},
+        "'embedded' | 'embedded-aligned' | 'embedded-err'",
+        local=True,
+        engine_sampling=True,
+    )
+)
+HF = register_kind(
+    SpecKind(
+        "hf", _read_hf, {**LOCAL_OPTIONS, **SAMPLING_OPTIONS}, "'hf:<path-or-id>'", local=True, engine_sampling=True
+    )
+)
+OPENAI = register_kind(
+    SpecKind(
+        "openai",
+        _read_openai,
+        {
+            **HTTP_OPTIONS,
+            "backoff": "seconds before the first retry, doubled at each next one",
+            "api_key": "the Bearer key itself (never stored: prefer api_key_env)",
+            "api_key_env": "the environment variable holding the Bearer key",
+            **SAMPLING_OPTIONS,
+        },
+        "'openai:<model>@<base_url>'",
+    )
+)
+# a catalog model behind a managed llama.cpp server (`dilemmakit.llamacpp`), sent the local engine's sampling
+# defaults (the server's own repeat penalty is 1.1)
+LLAMACPP = register_kind(
+    SpecKind(
+        "llamacpp",
+        _read_llamacpp,
+        {
+            **HTTP_OPTIONS,
+            "threads": "CPU threads of the server",
+            "n_ctx": "the server's context length, tokens",
+            "start_timeout": "seconds the server may take to start",
+            **SAMPLING_OPTIONS,
+        },
+        "'real-qwen' | 'llamacpp:<name>'",
+        engine_sampling=True,
+    )
+)
 
 
 @cache
