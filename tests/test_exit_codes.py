@@ -3,6 +3,7 @@ them), 2 for user errors; the failed count and the first error in one line. Retr
 
 import json
 
+from dilemmakit.calls import CallStats
 from dilemmakit.cli.main import EXIT_FAILED_CALLS, EXIT_USER_ERROR
 from dilemmakit.store.db import open_store
 from tests.cli_inprocess import run_inprocess
@@ -64,7 +65,7 @@ def test_retries_are_shown_at_the_end_and_stored_with_the_run(capsys, server, tm
         stats = store.call_stats(run_id)
     finally:
         store.close()
-    assert stats == {f"openai:target@{server.base_url}": {"calls": 3, "failures": 0, "retries": {"429": 1, "5xx": 1}}}
+    assert stats == {f"openai:target@{server.base_url}": CallStats(3, 0, {"429": 1, "5xx": 1})}
     # a resume adds its own calls to the run's
     server.fail("target", "reset")
     run_inprocess(
@@ -87,11 +88,7 @@ def test_retries_are_shown_at_the_end_and_stored_with_the_run(capsys, server, tm
         stats = store.call_stats(run_id)
     finally:
         store.close()
-    assert stats[f"openai:target@{server.base_url}"] == {
-        "calls": 4,
-        "failures": 0,
-        "retries": {"429": 1, "5xx": 1, "connection": 1},
-    }
+    assert stats[f"openai:target@{server.base_url}"] == CallStats(4, 0, {"429": 1, "5xx": 1, "connection": 1})
 
 
 def test_a_clean_attack_exits_0(capsys, server, tmp_path):

@@ -16,7 +16,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "dilemmakit"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "resources", "verdict", "progress", "config", "parallel", "userdata", "testing"),
+    ("errors", "resources", "verdict", "progress", "config", "parallel", "userdata", "testing", "calls"),
     ("layers", "models", "store", "behaviors"),
     ("judges", "defense", "engine", "serve"),
     ("dilemmas", "attacks", "llamacpp"),
@@ -37,8 +37,8 @@ KNOWN_EXCEPTIONS = {
     ("llamacpp/install.py", "loading"),  # llamacpp (3) reads loading.embedded.cache_root (4)
 }
 
-# package -> the dilemma modules it may import (its own included); errors, resources and userdata are leaves
-LEAVES = ("dilemmakit.errors", "dilemmakit.resources", "dilemmakit.userdata")
+# package -> the dilemma modules it may import (its own included); errors, resources, userdata and calls are leaves
+LEAVES = ("dilemmakit.errors", "dilemmakit.resources", "dilemmakit.userdata", "dilemmakit.calls")
 ALLOWED = {
     "models": (*LEAVES, "dilemmakit.models"),
     "engine": (*LEAVES, "dilemmakit.models", "dilemmakit.engine"),

@@ -17,6 +17,7 @@ from rich.console import Console
 from dilemmakit.attacks import AttackSettings, Journal, ReplayMismatch, Roles, build_attack
 from dilemmakit.attacks.trial import prompt_book
 from dilemmakit.behaviors import Behavior, load_behaviors
+from dilemmakit.calls import CallStats
 from dilemmakit.config import Config, option
 from dilemmakit.errors import ModelCallError, UserError
 from dilemmakit.judges.instrumental import RULES_VERSION as INSTRUMENTAL_RULES
@@ -169,16 +170,12 @@ class CampaignResult:
     successes: int
     errors: int  # conversations that ended in an error (retried by the next run of the same command)
     first_error: str | None = None
-    calls: dict[str, dict] = field(default_factory=dict)  # this invocation's HTTP calls per model (CallStats)
+    calls: dict[str, CallStats] = field(default_factory=dict)  # this invocation's HTTP calls per model
 
     @property
     def retries(self) -> dict[str, int]:
         """Retries by cause over every model of this invocation."""
-        total: dict[str, int] = {}
-        for stats in self.calls.values():
-            for cause, n in stats.get("retries", {}).items():
-                total[cause] = total.get(cause, 0) + n
-        return total
+        return sum(self.calls.values(), CallStats()).retries
 
 
 async def run_campaign(
@@ -280,21 +277,11 @@ async def run_campaign(
         )
 
 
-def _calls_since(before: dict[str, dict], after: dict[str, dict]) -> dict[str, dict]:
+def _calls_since(before: dict[str, CallStats], after: dict[str, CallStats]) -> dict[str, CallStats]:
     """The HTTP calls made between two `ModelPool.call_stats()` snapshots, per model (models with no calls
     left out): a pool shared by several campaigns counts each campaign's own calls."""
-    out = {}
-    for name, now in after.items():
-        then = before.get(name, {"calls": 0, "failures": 0, "retries": {}})
-        retries = {c: n - then["retries"].get(c, 0) for c, n in now["retries"].items()}
-        delta = {
-            "calls": now["calls"] - then["calls"],
-            "failures": now["failures"] - then["failures"],
-            "retries": {c: n for c, n in retries.items() if n},
-        }
-        if delta["calls"]:
-            out[name] = delta
-    return out
+    since = {name: now - before.get(name, CallStats()) for name, now in after.items()}
+    return {name: delta for name, delta in since.items() if delta.calls}
 
 
 def _build_roles(config: CampaignConfig, pool: ModelPool) -> Roles:

@@ -307,7 +307,7 @@ def summarise(store: RunStore, *, judge: str | None = None) -> Summary:
 
 
 def _retries(store: RunStore, run_id: str) -> int:
-    return sum(sum(stats["retries"].values()) for stats in store.call_stats(run_id).values())
+    return sum(stats.total_retries for stats in store.call_stats(run_id).values())
 
 
 def pct(x: float) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from dilemmakit.calls import CallStats
 from dilemmakit.loading.backends import load_model
 from dilemmakit.models.base import ChatModel
 from dilemmakit.models.spec import ModelSpec, parse_spec
@@ -26,20 +27,13 @@ class ModelPool:
         """Share an already loaded model under its spec (evaluations that load weights once)."""
         self._models[(parse_spec(spec) if isinstance(spec, str) else spec).text] = model
 
-    def call_stats(self) -> dict[str, dict]:
-        """HTTP calls so far per model name: {"calls", "failures", "retries": {cause: n}} (`CallStats`)."""
-        from dilemmakit.models.openai_compat import CallStats
-
-        out: dict[str, dict] = {}
+    def call_stats(self) -> dict[str, CallStats]:
+        """HTTP calls so far per model name (models that make none left out)."""
+        out: dict[str, CallStats] = {}
         for model in self._models.values():
             stats = getattr(model, "stats", None)
-            if not isinstance(stats, CallStats):
-                continue
-            total = out.setdefault(model.name, {"calls": 0, "failures": 0, "retries": {}})
-            total["calls"] += stats.calls
-            total["failures"] += stats.failures
-            for cause, n in stats.retries.items():
-                total["retries"][cause] = total["retries"].get(cause, 0) + n
+            if isinstance(stats, CallStats):
+                out[model.name] = out.get(model.name, CallStats()) + stats
         return out
 
     async def check_all(self) -> None:

@@ -13,11 +13,11 @@ import json
 import os
 import random
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from dilemmakit.calls import CallStats
 from dilemmakit.errors import ModelCallError, UserError
 from dilemmakit.models.base import GenParams, Message, Reply, Sampling
 from dilemmakit.models.secrets import redact, split_userinfo
@@ -30,22 +30,6 @@ DEFAULT_TIMEOUT_S = 600.0
 CONNECT_TIMEOUT_S = 30.0  # a server that is up accepts at once, even when busy
 # One semaphore per (event loop, base URL): every model spec on the same server shares the limit.
 _ENDPOINT_LIMITS: dict[tuple[int, str], asyncio.Semaphore] = {}
-
-
-@dataclass
-class CallStats:
-    """What one HTTP model has done: calls, failed calls and retries by cause (timeout, 429, 5xx,
-    cut_stream, connection, malformed, http), for summaries and benchmarks."""
-
-    calls: int = 0
-    failures: int = 0  # calls that gave up after their retries
-    retries: dict[str, int] = field(default_factory=dict)
-
-    def count_retry(self, cause: str) -> None:
-        self.retries[cause] = self.retries.get(cause, 0) + 1
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"calls": self.calls, "failures": self.failures, "retries": dict(self.retries)}
 
 
 class _Transient(Exception):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from dilemmakit.calls import CallStats
 from dilemmakit.errors import UserError
 from dilemmakit.verdict import Verdict
 
@@ -320,33 +321,29 @@ class RunStore:
         ]
 
     @_writes
-    def add_call_stats(self, run_id: str, stats: dict[str, dict[str, Any]]) -> None:
-        """Add one invocation's HTTP calls ({model: {"calls", "failures", "retries": {cause: n}}}) to the run's."""
+    def add_call_stats(self, run_id: str, stats: dict[str, CallStats]) -> None:
+        """Add one invocation's HTTP calls, per model, to the run's."""
         with self._transaction():
+            stored = self.call_stats(run_id)
             for model, new in stats.items():
-                row = self.conn.execute(
-                    "SELECT calls, failures, retries_json FROM run_calls WHERE run_id=? AND model=?", (run_id, model)
-                ).fetchone()
-                calls, failures, retries = (row[0], row[1], json.loads(row[2])) if row else (0, 0, {})
-                for cause, n in new.get("retries", {}).items():
-                    retries[cause] = retries.get(cause, 0) + n
+                total = stored.get(model, CallStats()) + new
                 self.conn.execute(
                     "INSERT OR REPLACE INTO run_calls (run_id, model, calls, failures, retries_json, updated)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (
                         run_id,
                         model,
-                        calls + new.get("calls", 0),
-                        failures + new.get("failures", 0),
-                        json.dumps(retries, sort_keys=True),
+                        total.calls,
+                        total.failures,
+                        json.dumps(total.retries, sort_keys=True),
                         time.time(),
                     ),
                 )
 
-    def call_stats(self, run_id: str) -> dict[str, dict[str, Any]]:
-        """The run's HTTP calls per model: {model: {"calls", "failures", "retries": {cause: n}}}."""
+    def call_stats(self, run_id: str) -> dict[str, CallStats]:
+        """The run's HTTP calls per model."""
         return {
-            model: {"calls": calls, "failures": failures, "retries": json.loads(retries)}
+            model: CallStats(calls, failures, json.loads(retries))
             for model, calls, failures, retries in self.conn.execute(
                 "SELECT model, calls, failures, retries_json FROM run_calls WHERE run_id=? ORDER BY model", (run_id,)
             )
