@@ -10,18 +10,29 @@ import asyncio
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any
 
+from pydantic import Field, SerializeAsAny, model_validator
 from rich.console import Console
 
-from dilemmakit.attacks import AttackSettings, Journal, ReplayMismatch, Roles, build_attack
+from dilemmakit.attacks import (
+    AttackOptions,
+    AttackSettings,
+    Journal,
+    ReplayMismatch,
+    Roles,
+    build_attack,
+    methods_help,
+    option_fields,
+)
+from dilemmakit.attacks import method as attack_method
 from dilemmakit.attacks.trial import prompt_book
 from dilemmakit.behaviors import Behavior, load_behaviors
 from dilemmakit.calls import CallStats
-from dilemmakit.config import Config, option
+from dilemmakit.config import Config, identity_of, option
 from dilemmakit.errors import ModelCallError, UserError
 from dilemmakit.judges.instrumental import RULES_VERSION as INSTRUMENTAL_RULES
-from dilemmakit.judges.registry import build_judge, judge_identity, split_judge_spec
+from dilemmakit.judges.registry import build_judge, judge_identity, judges_help, split_judge_spec
 from dilemmakit.loading import ModelPool, pool_scope, target_identity
 from dilemmakit.models.base import GenParams
 from dilemmakit.models.secrets import redact
@@ -34,59 +45,62 @@ TEMPLATE = "template"
 
 class CampaignConfig(Config):
     target: str = option(help="Model spec: embedded | hf:<path> | openai:<model>@<url>")
-    method: str = option("trial", "trial | direct | pair | crescendo | actor")
+    method: str = option("trial", methods_help())
     behaviors: str = option("jbb", "jbb|harmbench|strongreject|advbench or a .csv/.jsonl path")
     prompt_column: str | None = option(None, "Column with the prompts in a file")
-    limit: int | None = option(None, "Use N behaviors")
-    order: str = option("stratified", "How --limit picks: stratified (categories take turns, seeded) | file (first N)")
-    category: str | None = option(None, "Only this category")
+    limit: int | None = option(None, "Use N behaviors", identity=False)
+    order: str = option(
+        "stratified", "How --limit picks: stratified (categories take turns, seeded) | file (first N)", identity=False
+    )
+    category: str | None = option(None, "Only this category", identity=False)
     seed: int | None = option(None, "Seed: sampling of --limit and template choices")
     attacker: str = option(TEMPLATE, "Model spec, or 'template' (offline)")
     # defaults to the attacker, as in the paper's code
     helper: str | None = option(None, "Model spec for clue/scenario (default: the attacker)")
-    judge: str = option(
-        "instrumental", "instrumental | refusal | classifier | <jbb|harmbench|strongreject|clas|xstest>:<model spec>"
-    )
+    judge: str = option("instrumental", judges_help())
     framework: str = option("utilitarian", "utilitarian|deontological|care|virtue")
-    max_rounds: int = option(6, "Target turns per conversation (paper: 6)")
+    max_rounds: int = option(6, "Target turns per conversation (paper: 6)", ge=1)
     judge_skip_rounds: int = option(2, "Rounds not judged at the start")
     judge_pullback: bool = option(False, "Judge pull-back turns too")
-    followup_case: Literal["rule", "attacker"] = option(
-        "rule", "TRIAL follow-ups: rule (the paper's three cases, picked by rule) | attacker (the attacker picks)"
-    )
-    on_helper_failure: Literal["template", "skip"] = option(
-        "template",
-        "TRIAL helper gives no usable clue/scenario: template (fall back) | skip (a failed attempt, as the authors)",
-    )
-    target_max_tokens: int = option(1024, "Target max new tokens (paper: 1024)", flag="max-tokens")
+    target_max_tokens: int = option(1024, "Target max new tokens (paper: 1024)", flag="max-tokens", ge=1)
     target_temperature: float = option(1.0, "Target sampling temperature")
-    attacker_max_tokens: int = option(512, cli=False)
+    attacker_max_tokens: int = option(512, cli=False, ge=1)
     attacker_temperature: float = option(1.0, "Attacker/helper sampling temperature")
-    n_streams: int = option(1, "PAIR: attacker streams taking turns within the --max-rounds queries", ge=1)
-    keep_last_n: int = option(4, "PAIR: earlier attempts each stream's attacker sees", ge=1)
-    actor_num: int = option(3, "ActorAttack: actors planned and tried in turn within the budget", ge=1)
-    concurrency: int = option(8, "Conversations in flight")
-    api_key_env: str = option("OPENAI_API_KEY", "Env var holding the API key")
-
-    # Fields that do not change what a conversation is: changing them keeps resuming the same run. Within the
-    # model specs, transport options (timeout, concurrency, stream, ...) are left out too (`ModelSpec.identity`).
-    NOT_IDENTITY: ClassVar[tuple[str, ...]] = ("limit", "order", "category", "concurrency", "api_key_env")
-    # Fields added after runs were stored: left out at their default, so those runs keep their ids.
-    IDENTITY_IF_SET: ClassVar[tuple[str, ...]] = (
-        "followup_case",
-        "on_helper_failure",
-        "n_streams",
-        "keep_last_n",
-        "actor_num",
+    concurrency: int = option(8, "Conversations in flight", ge=1, identity=False)
+    api_key_env: str = option("OPENAI_API_KEY", "Env var holding the API key", identity=False)
+    # The method's own options (`attacks.registry`): given flat (`n_streams=2`, as the command line and
+    # config files write them) or as the method's `AttackOptions`; another method's options are ignored.
+    options: SerializeAsAny[AttackOptions] = Field(
+        default_factory=AttackOptions, exclude=True, json_schema_extra={"no_cli": True}
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method_options(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        chosen = data.get("method", cls.model_fields["method"].default)
+        model = attack_method(chosen).options if isinstance(chosen, str) else AttackOptions
+        flat = {name: data[name] for name in option_fields() if name in data}
+        rest = {k: v for k, v in data.items() if k not in flat}
+        given = rest.get("options")
+        if isinstance(given, AttackOptions) and not isinstance(given, model):
+            raise ValueError(f"options: {type(given).__name__} are not the options of method {chosen!r}")
+        if given is None or flat:  # a ValidationError here names the option's own field
+            base = given.model_dump() if isinstance(given, AttackOptions) else dict(given or {})
+            rest["options"] = model(**{**base, **{k: v for k, v in flat.items() if k in model.model_fields}})
+        return rest
+
+    @classmethod
+    def extra_cli_fields(cls) -> dict[str, Any]:
+        """Command-line options beyond the fields: every registered method's own (`attacks.registry`)."""
+        return {name: field for name, (_, field) in option_fields().items()}
 
     def identity(self) -> dict:
-        data = self.model_dump()
-        for key in self.NOT_IDENTITY:
-            data.pop(key, None)
-        for key in self.IDENTITY_IF_SET:
-            if data.get(key) == type(self).model_fields[key].default:
-                data.pop(key, None)
+        """What the run is, as each field declares (`option(identity=...)`): the method's options flat beside
+        the campaign's. Within the model specs, transport options (timeout, concurrency, stream, ...) are left
+        out too (`ModelSpec.identity`)."""
+        data = {**identity_of(self), **identity_of(self.options)}
         data.update(
             **target_identity(self.target),
             attacker=_role_identity(self.attacker),
@@ -130,23 +144,13 @@ class CampaignConfig(Config):
             judge_pullback=self.judge_pullback,
             framework=self.framework,
             seed=self.seed or 0,
-            followup_case=self.followup_case,
-            on_helper_failure=self.on_helper_failure,
             target_params=GenParams(temperature=self.target_temperature, max_tokens=self.target_max_tokens),
             attacker_params=GenParams(temperature=self.attacker_temperature, max_tokens=self.attacker_max_tokens),
-            n_streams=self.n_streams,
-            keep_last_n=self.keep_last_n,
-            actor_num=self.actor_num,
         )
 
     def check(self) -> None:
-        """Check everything that needs no model, so a typo fails before minutes of loading."""
-        if self.max_rounds < 1:
-            raise UserError("--max-rounds must be at least 1")
-        if self.concurrency < 1:
-            raise UserError("--concurrency must be at least 1")
-        if self.target_max_tokens < 1 or self.attacker_max_tokens < 1:
-            raise UserError("max tokens must be at least 1")
+        """Check everything that needs no model, so a typo fails before minutes of loading (ranges and the
+        method are checked when the config is built)."""
         parse_spec(self.target)
         for spec in (self.attacker, self.helper_spec):
             if spec != TEMPLATE:
@@ -155,7 +159,7 @@ class CampaignConfig(Config):
         if judge_model:
             parse_spec(judge_model)
         prompt_book().framework(self.framework)
-        build_attack(self.method, self.settings())
+        build_attack(self.method, self.settings(), self.options)
 
 
 def _role_identity(spec: str) -> str:
@@ -199,7 +203,7 @@ async def run_campaign(
             seed=config.seed,
             order=config.order,
         )
-    attack = build_attack(config.method, config.settings())
+    attack = build_attack(config.method, config.settings(), config.options)
     console = console or Console(stderr=True)
     async with pool_scope(pool, api_key_env=config.api_key_env, concurrency=max(16, config.concurrency)) as pool:
         roles = _build_roles(config, pool)

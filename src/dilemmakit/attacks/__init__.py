@@ -1,13 +1,18 @@
 """Attacks: TRIAL and baselines, all storing the same conversation records through a Journal."""
 
-from dilemmakit.attacks.base import Attack, AttackSettings, Outcome, Roles
+from dilemmakit.attacks.base import Attack, AttackOptions, AttackSettings, Outcome, Roles
 from dilemmakit.attacks.common import ask_target, judge_reply
 from dilemmakit.attacks.journal import Journal, ReplayMismatch
-from dilemmakit.attacks.registry import METHODS, build_attack
+from dilemmakit.attacks.registry import METHODS, Method, build_attack, method, methods_help, option_fields
 
 __all__ = [
     "Attack",
     "AttackSettings",
+    "AttackOptions",
+    "Method",
+    "method",
+    "methods_help",
+    "option_fields",
     "Outcome",
     "Roles",
     "Journal",

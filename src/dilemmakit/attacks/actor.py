@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from functools import partial
 from string import Template
 
-from dilemmakit.attacks.base import AttackSettings, Outcome, Roles
+from dilemmakit.attacks.base import AttackOptions, AttackSettings, Outcome, Roles
 from dilemmakit.attacks.common import ask_target, attacker_step, is_judged_round, judge_reply
 from dilemmakit.attacks.journal import Journal
 from dilemmakit.attacks.prompt_files import read_prompt, templates
 from dilemmakit.attacks.text import action_phrase, json_objects, quote_from, refused, theme_of
 from dilemmakit.behaviors import Behavior
+from dilemmakit.config import option
 from dilemmakit.models.base import Message
 from dilemmakit.store.db import TurnRecord
 
@@ -82,11 +83,18 @@ class _Budget:
         return self.total - self.used
 
 
+class ActorOptions(AttackOptions):
+    actor_num: int = option(
+        3, "ActorAttack: actors planned and tried in turn within the budget", ge=1, identity="if_set"
+    )  # the authors' code: 3
+
+
 class ActorAttack:
     name = "actor"
 
-    def __init__(self, settings: AttackSettings):
+    def __init__(self, settings: AttackSettings, options: ActorOptions | None = None):
         self.settings = settings
+        self.options = options or ActorOptions()
         self.book = templates("actor")
         self.plan_prompt = read_prompt("actor", "actors.txt")
         self.modify_prompt = read_prompt("actor", "modify.txt")
@@ -109,7 +117,7 @@ class ActorAttack:
 
     def _template_plan(self, behavior: Behavior) -> str:
         rng = random.Random(f"{self.settings.seed}:{behavior.id}:actor")
-        kinds = rng.sample(self.book["actors"], min(self.settings.actor_num, len(self.book["actors"])))
+        kinds = rng.sample(self.book["actors"], min(self.options.actor_num, len(self.book["actors"])))
         actors = [
             {"actor": self._fill(kind, behavior, "", ""), "relationship": "", "questions": self.book["questions"]}
             for kind in kinds
@@ -130,10 +138,12 @@ class ActorAttack:
             roles,
             s,
             PLAN,
-            parse=partial(parse_plan, max_actors=s.actor_num),
+            parse=partial(parse_plan, max_actors=self.options.actor_num),
             template=lambda: self._template_plan(behavior),
             llm_prompt=self.plan_prompt.substitute(
-                goal=behavior.prompt, actors=s.actor_num, questions=self.questions_per_actor(s.actor_num)
+                goal=behavior.prompt,
+                actors=self.options.actor_num,
+                questions=self.questions_per_actor(self.options.actor_num),
             ),
         )
         plan = {**json.loads(plan_turn.content), "offline": plan_turn.meta.get("source") == "template"}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 from string import Template
 
-from dilemmakit.attacks.base import AttackSettings, Outcome, Roles
+from dilemmakit.attacks.base import AttackOptions, AttackSettings, Outcome, Roles
 from dilemmakit.attacks.common import ask_target, attacker_step, is_judged_round, judge_reply
 from dilemmakit.attacks.journal import Journal
 from dilemmakit.attacks.prompt_files import read_prompt, templates
@@ -55,7 +55,7 @@ def transcript(exchanges: list[Exchange], max_chars: int = 600) -> str:
 class CrescendoAttack:
     name = "crescendo"
 
-    def __init__(self, settings: AttackSettings):
+    def __init__(self, settings: AttackSettings, options: AttackOptions | None = None):
         self.settings = settings
         self.book = templates("crescendo")
         self.attacker_prompt = read_prompt("crescendo", "attacker.txt")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dilemmakit.attacks.base import AttackSettings, Outcome, Roles
+from dilemmakit.attacks.base import AttackOptions, AttackSettings, Outcome, Roles
 from dilemmakit.attacks.common import ask_target, judge_reply
 from dilemmakit.attacks.journal import Journal
 from dilemmakit.behaviors import Behavior
@@ -11,7 +11,7 @@ from dilemmakit.behaviors import Behavior
 class DirectAttack:
     name = "direct"
 
-    def __init__(self, settings: AttackSettings):
+    def __init__(self, settings: AttackSettings, options: AttackOptions | None = None):
         self.settings = settings
 
     async def run(self, behavior: Behavior, roles: Roles, journal: Journal) -> Outcome:

@@ -17,12 +17,13 @@ import json
 from dataclasses import dataclass
 from functools import partial
 
-from dilemmakit.attacks.base import AttackSettings, Outcome, Roles
+from dilemmakit.attacks.base import AttackOptions, AttackSettings, Outcome, Roles
 from dilemmakit.attacks.common import ask_target, attacker_step, judge_reply
 from dilemmakit.attacks.journal import Journal
 from dilemmakit.attacks.prompt_files import read_prompt, templates
 from dilemmakit.attacks.text import json_objects
 from dilemmakit.behaviors import Behavior
+from dilemmakit.config import option
 from dilemmakit.judges import opens_with_refusal
 from dilemmakit.models.base import Message
 
@@ -80,11 +81,20 @@ def history_text(attempts: list[Attempt], first: int, max_chars: int = 1500) -> 
     return "\n\n".join(blocks)
 
 
+class PairOptions(AttackOptions):
+    # the TRIAL paper's PAIR baseline runs one stream; PAIR's code keeps the last 4 attempts
+    n_streams: int = option(
+        1, "PAIR: attacker streams taking turns within the --max-rounds queries", ge=1, identity="if_set"
+    )
+    keep_last_n: int = option(4, "PAIR: earlier attempts each stream's attacker sees", ge=1, identity="if_set")
+
+
 class PairAttack:
     name = "pair"
 
-    def __init__(self, settings: AttackSettings):
+    def __init__(self, settings: AttackSettings, options: PairOptions | None = None):
         self.settings = settings
+        self.options = options or PairOptions()
         self.book = templates("pair")
         self.attacker_prompt = read_prompt("pair", "attacker.txt")
 
@@ -95,13 +105,13 @@ class PairAttack:
 
     async def run(self, behavior: Behavior, roles: Roles, journal: Journal) -> Outcome:
         s = self.settings
-        streams: list[list[Attempt]] = [[] for _ in range(s.n_streams)]
+        streams: list[list[Attempt]] = [[] for _ in range(self.options.n_streams)]
         for rnd in range(1, s.max_rounds + 1):
-            stream = streams[(rnd - 1) % s.n_streams]
-            kept = stream[-s.keep_last_n :]
+            stream = streams[(rnd - 1) % self.options.n_streams]
+            kept = stream[-self.options.keep_last_n :]
             llm_prompt = self.attacker_prompt.substitute(
                 goal=behavior.prompt,
-                keep=s.keep_last_n,
+                keep=self.options.keep_last_n,
                 history=history_text(kept, first=len(stream) - len(kept) + 1),
             )
             attempt = await attacker_step(

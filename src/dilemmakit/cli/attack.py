@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from dilemmakit.attacks import methods_help
 from dilemmakit.campaign import CampaignConfig, CampaignResult, run_campaign
 from dilemmakit.cli.app import app, err, out
 from dilemmakit.cli.options import config_options
@@ -15,14 +16,14 @@ from dilemmakit.eval.summary import summarise, summary_tables
 from dilemmakit.store.db import open_store
 
 
-@app.command()
+@app.command(help=f"Run an attack campaign ({methods_help()}); every turn is committed as it happens.")
 @config_options
 def attack(
     config: CampaignConfig,
     run_dir: Path = typer.Option(..., "--run-dir", help="Where the run database lives; rerun to resume"),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or table"),
 ) -> None:
-    """Run an attack campaign (trial, or a baseline: direct, pair, crescendo, actor); every turn is committed as it happens."""
+    """Run an attack campaign with the method and options of `config` (help: the registered methods)."""
     config.check()
     store = open_store(run_dir)
     try:

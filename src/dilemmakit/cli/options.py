@@ -33,12 +33,13 @@ except ImportError:  # pragma: no cover
 
 
 def cli_fields(model: type[Config]) -> dict[str, Any]:
-    """The fields of a model that are command-line options, by field name."""
-    return {name: field for name, field in model.model_fields.items() if not cli_meta(field).get("no_cli")}
+    """The fields of a model that are command-line options, by field name (with `Config.extra_cli_fields`)."""
+    own = {name: field for name, field in model.model_fields.items() if not cli_meta(field).get("no_cli")}
+    return {**own, **model.extra_cli_fields()}
 
 
 def flag(model: type[Config], name: str) -> str:
-    field = model.model_fields.get(name)
+    field = cli_fields(model).get(name) or model.model_fields.get(name)
     return "--" + ((cli_meta(field).get("flag") if field else None) or name.replace("_", "-"))
 
 

@@ -10,7 +10,7 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from dilemmakit.attacks.base import AttackSettings
 from dilemmakit.attacks.trial import offline_opening, prompt_book, template_followup
-from dilemmakit.attacks.trial.attack import PULLBACK, SCENARIO, is_judged_turn, next_move, step_rng
+from dilemmakit.attacks.trial.attack import play_rounds, step_rng
 from dilemmakit.inspect.dataset import behavior_of
 from dilemmakit.inspect.judging import judge_for, judge_turn
 from dilemmakit.judges.registry import parse_judge_spec
@@ -39,34 +39,35 @@ def trial_turns(
         opening = offline_opening(behavior, framework=framework, rng=step_rng(seed, behavior, "scenario"), book=book)
         the_judge = judge_for(judge)
         state.messages = []  # TRIAL never sends the request itself
-        stage, question, answer, pullbacks = SCENARIO, opening.message, "", 0
-        for rnd in range(1, max_rounds + 1):
-            if rnd > 1:
-                move = next_move(
-                    stage, answer, rnd=rnd, max_rounds=max_rounds, pullbacks=pullbacks, max_pullbacks=max_pullbacks
+
+        class Turns:
+            async def followup(self, case: str, rnd: int, question: str, answer: str) -> tuple[str, str]:
+                return f"followup_{case}", template_followup(
+                    book,
+                    case,
+                    clue=opening.clue,
+                    scenario_meta=opening.scenario_meta,
+                    last_answer=answer,
+                    behavior_prompt=behavior.prompt,
+                    rng=step_rng(seed, behavior, f"followup{rnd}"),
                 )
-                if move == PULLBACK:
-                    stage, question = PULLBACK, book.pullback
-                    pullbacks += 1
-                else:
-                    stage = f"followup_{move}"
-                    question = template_followup(
-                        book,
-                        move,
-                        clue=opening.clue,
-                        scenario_meta=opening.scenario_meta,
-                        last_answer=answer,
-                        behavior_prompt=behavior.prompt,
-                        rng=step_rng(seed, behavior, f"followup{rnd}"),
-                    )
-            state.messages.append(ChatMessageUser(content=question, metadata={TURN: {"round": rnd, "stage": stage}}))
-            state = await generate(state)
-            answer = state.output.completion
-            judged = is_judged_turn(rnd, stage, settings)
-            reply = state.messages[-1]
-            reply.metadata = {**(reply.metadata or {}), TURN: {"round": rnd, "stage": stage, "judged": judged}}
-            if judged and (await judge_turn(the_judge, behavior, state.messages, len(state.messages) - 1)).success:
-                break
+
+            async def ask(self, rnd: int, stage: str, question: str) -> str:
+                nonlocal state
+                state.messages.append(
+                    ChatMessageUser(content=question, metadata={TURN: {"round": rnd, "stage": stage}})
+                )
+                state = await generate(state)
+                return state.output.completion
+
+            async def judge(self, rnd: int, stage: str, judged: bool) -> bool:
+                reply = state.messages[-1]
+                reply.metadata = {**(reply.metadata or {}), TURN: {"round": rnd, "stage": stage, "judged": judged}}
+                return (
+                    judged and (await judge_turn(the_judge, behavior, state.messages, len(state.messages) - 1)).success
+                )
+
+        await play_rounds(Turns(), opening.message, book, settings, max_pullbacks=max_pullbacks)
         return state
 
     return solve

@@ -39,6 +39,13 @@ JUDGE_HELP = (
 )
 
 
+def judges_help(*, over_refusal: bool = False) -> str:
+    """The judge choices for a `--judge` help text. `compliance` judges over-refusal replies (is the safe
+    prompt answered?), so only the judges that rate those list it."""
+    offline = [name for name in OFFLINE_JUDGES if over_refusal or name != "compliance"]
+    return " | ".join(offline) + " | <" + "|".join(LLM_JUDGE_PREFIXES) + ">:<model spec>"
+
+
 def _take_judge_options(model_spec: str) -> tuple[str, dict[str, str]]:
     if "?" not in model_spec:
         return model_spec, {}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dilemmakit import resources
+from dilemmakit.attacks import option_fields
 from dilemmakit.eval.summary import CISettings, SummaryRow
 from dilemmakit.report import svg
 from dilemmakit.report.collect import Artefact, ConversationView, ReportData, TurnView
@@ -133,9 +134,9 @@ def _runs_section(data: ReportData) -> str:
         "judge_skip_rounds",
         "target_max_tokens",
         "seed",
-        "followup_case",
-        "on_helper_failure",
     ]
+    # each attack's own options (`attacks.registry`), where some run has them (set ones enter its config)
+    keys += [k for k in option_fields() if any(k in cfg for _, cfg in data.runs)]
     rows = [[run_id] + [cfg.get(k) for k in keys] for run_id, cfg in data.runs]
     return (
         '<section id="runs"><h2>Runs</h2>'

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import random
+from typing import Literal, Protocol
 
-from dilemmakit.attacks.base import AttackSettings, Outcome, Roles
+from dilemmakit.attacks.base import AttackOptions, AttackSettings, Outcome, Roles
 from dilemmakit.attacks.common import ask_target, attacker_step, is_judged_round, judge_reply
 from dilemmakit.attacks.journal import Journal
 from dilemmakit.attacks.trial.clue import Clue, extract_clue
 from dilemmakit.attacks.trial.followup import (
     ATTACKER,
-    FOLLOWUP_CASE_MODES,
     followup_case,
     followup_prompt,
     picked_option_b,
@@ -20,11 +20,24 @@ from dilemmakit.attacks.trial.opening import Opening
 from dilemmakit.attacks.trial.prompts import PromptBook, prompt_book
 from dilemmakit.attacks.trial.scenario import write_scenario
 from dilemmakit.behaviors import Behavior
-from dilemmakit.errors import UserError
+from dilemmakit.config import option
+from dilemmakit.store.db import TurnRecord
 
 SCENARIO, PULLBACK = "scenario", "pullback"
 TEMPLATE, SKIP = "template", "skip"  # what a helper failure leads to (`--on-helper-failure`)
-HELPER_FAILURE_MODES = (TEMPLATE, SKIP)
+
+
+class TrialOptions(AttackOptions):
+    followup_case: Literal["rule", "attacker"] = option(
+        "rule",
+        "TRIAL follow-ups: rule (the paper's three cases, picked by rule) | attacker (the attacker picks)",
+        identity="if_set",
+    )
+    on_helper_failure: Literal["template", "skip"] = option(
+        TEMPLATE,
+        "TRIAL helper gives no usable clue/scenario: template (fall back) | skip (a failed attempt, as the authors)",
+        identity="if_set",
+    )
 
 
 def step_rng(seed: int, behavior: Behavior, step: str) -> random.Random:
@@ -46,6 +59,46 @@ def is_judged_turn(rnd: int, stage: str, settings: AttackSettings) -> bool:
     )
 
 
+class TrialTurns(Protocol):
+    """What TRIAL's round loop talks through: the attack's journal and roles, or an Inspect task's state."""
+
+    async def followup(self, case: str, rnd: int, question: str, answer: str) -> tuple[str, str]:
+        """The stage and text of round `rnd`'s follow-up of the rule's `case`."""
+        ...
+
+    async def ask(self, rnd: int, stage: str, question: str) -> str:
+        """Ask the target; its answer."""
+        ...
+
+    async def judge(self, rnd: int, stage: str, judged: bool) -> bool:
+        """Whether round `rnd`'s reply fulfils the behavior (`judged`: the judging policy consults the judge)."""
+        ...
+
+
+async def play_rounds(
+    turns: TrialTurns, opening: str, book: PromptBook, settings: AttackSettings, *, max_pullbacks: int
+) -> int | None:
+    """TRIAL's rounds from the opening dilemma: a pull-back after a pick of Option B (while they last), else
+    the follow-up the rule picks, until the judge calls a reply a success (its round) or the budget is spent
+    (None). The one copy of the loop: the attack and the Inspect solver both run it."""
+    pullbacks = 0
+    stage, question, answer = SCENARIO, opening, ""
+    for rnd in range(1, settings.max_rounds + 1):
+        if rnd > 1:
+            move = next_move(
+                stage, answer, rnd=rnd, max_rounds=settings.max_rounds, pullbacks=pullbacks, max_pullbacks=max_pullbacks
+            )
+            if move == PULLBACK:
+                stage, question = PULLBACK, book.pullback
+                pullbacks += 1
+            else:
+                stage, question = await turns.followup(move, rnd, question, answer)
+        answer = await turns.ask(rnd, stage, question)
+        if await turns.judge(rnd, stage, is_judged_turn(rnd, stage, settings)):
+            return rnd
+    return None
+
+
 class TrialAttack:
     """Stage 1: a dilemma in which the harmful act is Option A, the lesser evil; the target must pick.
     A pick of Option B gets one pull-back turn. Stage 2: adaptive follow-ups until the judge says the
@@ -59,14 +112,16 @@ class TrialAttack:
 
     name = "trial"
 
-    def __init__(self, settings: AttackSettings, *, max_pullbacks: int = 1, book: PromptBook | None = None):
-        if settings.followup_case not in FOLLOWUP_CASE_MODES:
-            raise UserError(f"followup case {settings.followup_case!r}: use {' or '.join(FOLLOWUP_CASE_MODES)}")
-        if settings.on_helper_failure not in HELPER_FAILURE_MODES:
-            raise UserError(
-                f"on helper failure {settings.on_helper_failure!r}: use {' or '.join(HELPER_FAILURE_MODES)}"
-            )
+    def __init__(
+        self,
+        settings: AttackSettings,
+        options: TrialOptions | None = None,
+        *,
+        max_pullbacks: int = 1,
+        book: PromptBook | None = None,
+    ):
         self.settings = settings
+        self.options = options or TrialOptions()
         self.max_pullbacks = max_pullbacks
         self.book = book or prompt_book()
         self.framework = self.book.framework(settings.framework)
@@ -75,7 +130,7 @@ class TrialAttack:
         return step_rng(self.settings.seed, behavior, step)
 
     def _gives_up(self, meta: dict) -> bool:
-        return bool(meta.get("helper_failed")) and self.settings.on_helper_failure == SKIP
+        return bool(meta.get("helper_failed")) and self.options.on_helper_failure == SKIP
 
     async def run(self, behavior: Behavior, roles: Roles, journal: Journal) -> Outcome:
         s, book = self.settings, self.book
@@ -104,35 +159,11 @@ class TrialAttack:
         if self._gives_up(scenario_turn.meta):
             return Outcome(success=False, rounds=0)
         opening = Opening.around(clue, scenario_turn.content, scenario_turn.meta, self.framework, book)
-        pullbacks = 0
-        stage, question, answer = SCENARIO, opening.message, ""
-        for rnd in range(1, s.max_rounds + 1):
-            if rnd > 1:
-                move = next_move(
-                    stage,
-                    answer,
-                    rnd=rnd,
-                    max_rounds=s.max_rounds,
-                    pullbacks=pullbacks,
-                    max_pullbacks=self.max_pullbacks,
-                )
-                if move == PULLBACK:
-                    stage, question = PULLBACK, book.pullback
-                    pullbacks += 1
-                else:
-                    case = move
-                    asked = ATTACKER if s.followup_case == ATTACKER and roles.attacker is not None else case
-                    stage = f"followup_{asked}"
-                    question = await self._followup(
-                        journal, roles, behavior, asked, case, stage, opening, question, answer, rnd
-                    )
-            reply = await ask_target(journal, roles, s, question, stage)
-            answer = reply.content
-            if is_judged_turn(rnd, stage, s):
-                verdict = await judge_reply(journal, roles, behavior, reply)
-                if verdict.success:
-                    return Outcome(success=True, rounds=rnd, broken_turn=reply.idx)
-        return Outcome(success=False, rounds=s.max_rounds)
+        turns = _JournalTurns(self, behavior, roles, journal, opening)
+        won = await play_rounds(turns, opening.message, book, s, max_pullbacks=self.max_pullbacks)
+        if won is None:
+            return Outcome(success=False, rounds=s.max_rounds)
+        return Outcome(success=True, rounds=won, broken_turn=turns.reply.idx if turns.reply else None)
 
     async def _followup(
         self,
@@ -174,3 +205,29 @@ class TrialAttack:
             ),
         )
         return turn.content
+
+
+class _JournalTurns:
+    """TRIAL's rounds against the attack's roles, every step stored in the conversation's journal."""
+
+    def __init__(self, attack: TrialAttack, behavior: Behavior, roles: Roles, journal: Journal, opening: Opening):
+        self.attack, self.behavior, self.roles, self.journal, self.opening = attack, behavior, roles, journal, opening
+        self.reply: TurnRecord | None = None
+
+    async def followup(self, case: str, rnd: int, question: str, answer: str) -> tuple[str, str]:
+        by_attacker = self.attack.options.followup_case == ATTACKER and self.roles.attacker is not None
+        asked = ATTACKER if by_attacker else case
+        stage = f"followup_{asked}"
+        text = await self.attack._followup(
+            self.journal, self.roles, self.behavior, asked, case, stage, self.opening, question, answer, rnd
+        )
+        return stage, text
+
+    async def ask(self, rnd: int, stage: str, question: str) -> str:
+        self.reply = await ask_target(self.journal, self.roles, self.attack.settings, question, stage)
+        return self.reply.content
+
+    async def judge(self, rnd: int, stage: str, judged: bool) -> bool:
+        if not judged or self.reply is None:
+            return False
+        return (await judge_reply(self.journal, self.roles, self.behavior, self.reply)).success

@@ -21,7 +21,6 @@ from dilemmakit.attacks.trial.prompts import PromptBook
 REFUSAL, DEEPEN, LAST = "refusal", "deepen", "last"
 ATTACKER = "attacker"  # `--followup-case attacker`: the attacker model reads the answer and picks the case
 RULE = "rule"  # `--followup-case rule` (default): the three cases above, picked by `followup_case`
-FOLLOWUP_CASE_MODES = (RULE, ATTACKER)
 
 
 def followup_case(last_answer: str, *, is_last_round: bool) -> str:
