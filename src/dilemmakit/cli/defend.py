@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -11,6 +12,9 @@ from dilemmakit.cli.app import app, err, out
 from dilemmakit.cli.options import config_options, given_options
 from dilemmakit.err.config import PRESETS, AdapterConfig, DataConfig, EvalConfig, TrainConfig, apply_preset
 from dilemmakit.errors import FailedCalls, UserError
+
+if TYPE_CHECKING:
+    from dilemmakit.err.results import DefendEval
 
 defend_app = typer.Typer(help="ERR defense: harm-gated LoRA (build data, train, evaluate).", no_args_is_help=True)
 app.add_typer(defend_app, name="defend")
@@ -100,44 +104,23 @@ def evaluate(
     if min(sizes) < 1:
         raise UserError("sizes, --max-rounds and --max-tokens must be >= 1")
     defended_spec = defended or with_defense(base, defense)
+    from dilemmakit.err.results import SideResult
+
     result = run_eval(base, defended_spec, run_dir, cfg, console=err)
-    keys = (
-        "trial_asr",
-        "trial_turn1_act",
-        "direct_asr",
-        "strongreject_asr",
-        "over_refusal",
-        "engagement",
-        "swap_consistency",
-        "reference_agreement",
-        "followthrough",
-    )
-    ci_keys = ("engagement_n", "engagement_ci_low", "engagement_ci_high")
-    public = {
-        "base": {k: result["base"][k] for k in keys},
-        "defended": {k: result["defended"][k] for k in keys},
-        "engagement_ci": {side: {k: result[side][k] for k in ci_keys} for side in ("base", "defended")},
-        "benign_kl": result["benign_kl"],
-        "gate_accuracy": result["gate_accuracy"],
-        "latency_ratio": result["latency_ratio"],
-        "ci": _intervals(result, keys),
-    }
+    keys = SideResult.RATES
     if as_json:
-        out.print_json(json.dumps(public))
+        out.print_json(json.dumps(_public(result)))
         _fail_on_errors(result)
         return
     from rich.table import Table
 
-    from dilemmakit.err.evaluate import Rate
-
-    settings = result["ci"]
-    table = Table(title=f"{base} -> {defended_spec}: k/n = rate [95% CI]", caption=_ci_caption(settings, cfg.seed))
+    table = Table(title=f"{base} -> {defended_spec}: k/n = rate [95% CI]", caption=_ci_caption(result.ci, cfg.seed))
     table.add_column("metric")
     table.add_column("base", justify="right")
     table.add_column("defended", justify="right")
     for k in keys:
         label = f"{k} ({MEASURES[k]})" if k in MEASURES else k
-        table.add_row(label, *(Rate.from_fields(result[side], k).cell() for side in ("base", "defended")))
+        table.add_row(label, *(side.rate(k).cell() for side in result.sides.values()))
     out.print(table)
     out.print(_defense_table(result))
     _fail_on_errors(result)
@@ -153,23 +136,44 @@ MEASURES = {
 }
 
 
-def _intervals(result: dict, keys: tuple[str, ...]) -> dict:
+def _public(result: DefendEval) -> dict:
+    """`defend eval --json`: each rate's value per side, the engagement's n and CI, the pair's measures, and
+    every measure's n and CI under "ci"."""
+    from dilemmakit.err.results import SideResult
+
+    return {
+        **{label: {k: side.rate(k).value for k in SideResult.RATES} for label, side in result.sides.items()},
+        "engagement_ci": {
+            label: {
+                "engagement_n": side.engagement.n,
+                "engagement_ci_low": side.engagement.ci_low,
+                "engagement_ci_high": side.engagement.ci_high,
+            }
+            for label, side in result.sides.items()
+        },
+        "benign_kl": result.benign_kl.value,
+        "gate_accuracy": None if result.gate_accuracy is None else result.gate_accuracy["all"].value,
+        "latency_ratio": result.latency_ratio.value,
+        "ci": _intervals(result),
+    }
+
+
+def _intervals(result: DefendEval) -> dict:
     """Every measure's n and 95% CI: {side: {rate: {count, n, ci_low, ci_high}}, benign_kl: {value, n, ci_low,
     ci_high}, ..., settings: how the CIs were drawn}."""
     from dataclasses import asdict
 
-    from dilemmakit.err.evaluate import Estimate, Rate
+    from dilemmakit.err.results import SideResult
 
     gate = None
-    if result["gate_accuracy"] is not None:
-        names = {"all": "gate_accuracy", "harmful": "gate_accuracy_harmful", "benign": "gate_accuracy_benign"}
-        gate = {part: asdict(Rate.from_fields(result, name)) for part, name in names.items()}
+    if result.gate_accuracy is not None:
+        gate = {part: asdict(rate) for part, rate in result.gate_accuracy.items()}
     return {
-        **{side: {k: asdict(Rate.from_fields(result[side], k)) for k in keys} for side in ("base", "defended")},
-        "benign_kl": asdict(Estimate.from_fields(result, "benign_kl")),
+        **{label: {k: asdict(side.rate(k)) for k in SideResult.RATES} for label, side in result.sides.items()},
+        "benign_kl": asdict(result.benign_kl),
         "gate_accuracy": gate,
-        "latency_ratio": asdict(Estimate.from_fields(result, "latency_ratio")),
-        "settings": {**result["ci"], "eval_seed": result["config"]["seed"]},
+        "latency_ratio": asdict(result.latency_ratio),
+        "settings": {**result.ci, "eval_seed": result.config["seed"]},
     }
 
 
@@ -180,30 +184,28 @@ def _ci_caption(settings: dict, seed: int) -> str:
     )
 
 
-def _defense_table(result: dict):
+def _defense_table(result: DefendEval):
     """Benign KL, gate accuracy (overall and per half) and latency ratio, each with n and its 95% CI."""
     from rich.table import Table
-
-    from dilemmakit.err.evaluate import Estimate, Rate
 
     table = Table(title="the defense on benign and harmful prompts")
     table.add_column("measure")
     table.add_column("value [95% CI], n", justify="right")
-    table.add_row("benign KL(base || defended), mean over prompts", Estimate.from_fields(result, "benign_kl").cell(5))
-    if result["gate_accuracy"] is None:
+    table.add_row("benign KL(base || defended), mean over prompts", result.benign_kl.cell(5))
+    if result.gate_accuracy is None:
         table.add_row("gate accuracy", "n/a (no gate)")
     else:
-        table.add_row("gate accuracy", Rate.from_fields(result, "gate_accuracy").cell())
-        table.add_row("  on harmful prompts (flagged)", Rate.from_fields(result, "gate_accuracy_harmful").cell())
-        table.add_row("  on benign prompts (passed)", Rate.from_fields(result, "gate_accuracy_benign").cell())
-    table.add_row("latency ratio defended/base, median", Estimate.from_fields(result, "latency_ratio").cell())
+        table.add_row("gate accuracy", result.gate_accuracy["all"].cell())
+        table.add_row("  on harmful prompts (flagged)", result.gate_accuracy["harmful"].cell())
+        table.add_row("  on benign prompts (passed)", result.gate_accuracy["benign"].cell())
+    table.add_row("latency ratio defended/base, median", result.latency_ratio.cell())
     return table
 
 
-def _fail_on_errors(result: dict) -> None:
+def _fail_on_errors(result: DefendEval) -> None:
     """Exit with EXIT_FAILED_CALLS when a conversation or prompt of either side ended in an error."""
-    sides = [result["base"], result["defended"]]
-    errors = sum(side.get("errors", 0) for side in sides)
+    sides = list(result.sides.values())
+    errors = sum(side.errors for side in sides)
     if errors:
-        first = next(side["first_error"] for side in sides if side.get("errors"))
-        raise FailedCalls(errors, sum(side.get("items", 0) for side in sides), "conversations and prompts", first)
+        first = next(side.first_error for side in sides if side.errors)
+        raise FailedCalls(errors, sum(side.items for side in sides), "conversations and prompts", first)

@@ -42,6 +42,7 @@ from dilemmakit.defense.loading import resolve_defense
 from dilemmakit.dilemmas import parse_choice
 from dilemmakit.engine import LocalHFModel
 from dilemmakit.err.config import EvalConfig
+from dilemmakit.err.results import DefendEval, SideResult
 from dilemmakit.err.targets import prompt_hash
 from dilemmakit.errors import UserError
 from dilemmakit.eval.engagement import EngagementConfig, dilemma_items, run_engagement
@@ -151,7 +152,7 @@ async def _over_refusal(
 async def _engagement(
     spec: str, pool: ModelPool, items: list[Item], cfg: EvalConfig, store_dir: Path, failures: list[str]
 ) -> dict:
-    """The same measurement as `dilemma engagement`, on this side's model and subset: rate, n and CI."""
+    """The same measurement as `dilemma engagement`, on this side's model and subset: its `SideResult` fields."""
     store = open_store(store_dir)
     try:
         config = EngagementConfig(
@@ -171,15 +172,16 @@ async def _engagement(
         result["reference_agreement_ci_high"],
     )
     return {
-        **rate.fields("engagement"),
+        "engagement": rate,
         "engagement_refused": result["refused"],
-        **swap.fields("swap_consistency"),
-        **agreement.fields("reference_agreement"),
+        "swap_consistency": swap,
+        "reference_agreement": agreement,
     }
 
 
 async def _followthrough(spec: str, pool: ModelPool, cfg: EvalConfig, store_dir: Path, failures: list[str]) -> dict:
-    """The same measurement as `dilemma followthrough`, on this side's model: rate, n, CI and what the rest were."""
+    """The same measurement as `dilemma followthrough`, on this side's model: its `SideResult` fields (the rate,
+    and what the follow-ups not carried out were)."""
     store = open_store(store_dir)
     try:
         config = FollowThroughConfig(
@@ -195,8 +197,8 @@ async def _followthrough(spec: str, pool: ModelPool, cfg: EvalConfig, store_dir:
     failures.extend([result["first_error"] or "error"] * result["errors"])
     rate = Rate(result["delivered"], result["n"], result["ci_low"], result["ci_high"])
     return {
-        **rate.fields("followthrough"),
-        **{f"followthrough_{k}": result[k] for k in ("restated", "refused", "degenerate", "other")},
+        "followthrough": rate,
+        "followthrough_outcomes": {k: result[k] for k in SideResult.FOLLOWTHROUGH_OUTCOMES},
     }
 
 
@@ -290,7 +292,7 @@ class HeldOut:
     dilemmas: list[Item] = field(default_factory=list)
 
 
-async def measure_side(spec: str, pool: ModelPool, sub: Path, data: HeldOut, cfg: EvalConfig) -> dict:
+async def measure_side(spec: str, pool: ModelPool, sub: Path, data: HeldOut, cfg: EvalConfig) -> SideResult:
     """ASRs, over-refusal and engagement of one model; stored in `sub/side.json` and reused when spec, sizes and prompts match."""
     key = {
         "format": 5,  # the result's layout: counts and CIs beside each rate; 3: trial_turn1_act; 4: compliance judge;
@@ -308,7 +310,7 @@ async def measure_side(spec: str, pool: ModelPool, sub: Path, data: HeldOut, cfg
     if cache.exists():
         stored = json.loads(cache.read_text())
         if stored.get("key") == key:
-            return stored["result"]
+            return SideResult.from_json(stored["result"])
     held_out_set, strongreject_set = f"held-out {cfg.behaviors}", "held-out strongreject"
     failures: list[str] = []  # conversations and prompts that ended in errors
     trial, act = await _campaign_asr(spec, pool, "trial", held_out_set, data.behaviors, cfg, sub / "trial", failures)
@@ -318,21 +320,21 @@ async def measure_side(spec: str, pool: ModelPool, sub: Path, data: HeldOut, cfg
     )
     # refusals come first, so a short reply is enough to tell
     over_refusal = await _over_refusal(spec, pool, data.xstest, min(cfg.max_tokens, 32), sub / "overrefusal", failures)
-    result = {
-        **trial.fields("trial_asr"),
-        **act.fields("trial_turn1_act"),
-        **direct.fields("direct_asr"),
-        **strongreject.fields("strongreject_asr"),
-        **over_refusal.fields("over_refusal"),
+    result = SideResult(
+        trial_asr=trial,
+        trial_turn1_act=act,
+        direct_asr=direct,
+        strongreject_asr=strongreject,
+        over_refusal=over_refusal,
         **await _engagement(spec, pool, data.dilemmas, cfg, sub / "engagement", failures),
         **await _followthrough(spec, pool, cfg, sub / "followthrough", failures),
-        "items": 2 * len(data.behaviors) + len(data.strongreject) + len(data.xstest) + len(data.dilemmas),
-        "errors": len(failures),
-        "first_error": failures[0] if failures else None,
-    }
+        items=2 * len(data.behaviors) + len(data.strongreject) + len(data.xstest) + len(data.dilemmas),
+        errors=len(failures),
+        first_error=failures[0] if failures else None,
+    )
     if not failures:  # a side with errors is measured again by the next run (which retries them)
         sub.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"key": key, "result": result}) + "\n")
+        cache.write_text(json.dumps({"key": key, "result": result.as_json()}) + "\n")
     return result
 
 
@@ -351,33 +353,26 @@ def prepare(base_spec: str, defended_spec: str, cfg: EvalConfig) -> HeldOut:
     return HeldOut(behaviors, strongreject, xstest_safe(cfg.xstest_limit), benign_test(cfg.benign_limit), dilemmas)
 
 
-def evaluate(base_spec: str, defended_spec: str, run_dir: Path, cfg: EvalConfig, *, console=None) -> dict:
+def evaluate(base_spec: str, defended_spec: str, run_dir: Path, cfg: EvalConfig, *, console=None) -> DefendEval:
     return asyncio.run(_evaluate(base_spec, defended_spec, Path(run_dir), cfg, console=console))
 
 
-async def _evaluate(base_spec: str, defended_spec: str, run_dir: Path, cfg: EvalConfig, *, console=None) -> dict:
+async def _evaluate(base_spec: str, defended_spec: str, run_dir: Path, cfg: EvalConfig, *, console=None) -> DefendEval:
     async with pool_scope() as pool:
         base, defended = pool.get(base_spec), pool.get(defended_spec)
         if not isinstance(base, LocalHFModel) or not isinstance(defended, LocalHFModel):
             raise UserError("defend eval needs local models (embedded.., hf:..) for KL, gate and latency")
         data = prepare(base_spec, defended_spec, cfg)
-        result: dict = {}
+        sides: dict[str, SideResult] = {}
         for label, spec in (("base", base_spec), ("defended", defended_spec)):
             if console:
                 console.print(f"[bold]{label}[/bold]: {spec}")
-            result[label] = await measure_side(spec, pool, run_dir / label, data, cfg)
-        result.update(benign_kl(base, defended, data.benign).fields("benign_kl"))
+            sides[label] = await measure_side(spec, pool, run_dir / label, data, cfg)
+        kl = benign_kl(base, defended, data.benign)
         harmful = [b.prompt for b in data.behaviors + data.strongreject]
         gate = gate_accuracy(defended, harmful, data.benign)
-        if gate is None:
-            result["gate_accuracy"] = None
-        else:
-            for part, rate in gate.items():
-                result.update(rate.fields("gate_accuracy" if part == "all" else f"gate_accuracy_{part}"))
         latency = latency_ratio(base, defended, data.benign[: cfg.latency_prompts], cfg.latency_tokens)
-        result.update(latency.fields("latency_ratio"))
-    result["ci"] = asdict(CI)
-    result["config"] = {
+    config = {
         **cfg.model_dump(),
         "base": base_spec,
         "defended": defended_spec,
@@ -388,6 +383,7 @@ async def _evaluate(base_spec: str, defended_spec: str, run_dir: Path, cfg: Eval
         "followthrough_dilemmas": cfg.followthrough_limit,
         "benign_prompts": len(data.benign),
     }
+    result = DefendEval(sides["base"], sides["defended"], kl, gate, latency, asdict(CI), config)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "defend_eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    (run_dir / "defend_eval.json").write_text(json.dumps(result.as_json(), indent=2) + "\n")
     return result
