@@ -19,13 +19,15 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 import typer
 from pydantic import TypeAdapter, ValidationError
 from typer.models import OptionInfo
 
 from dilemmakit.cli.app import app
+from dilemmakit.cli.options import cli_fields, cli_parameter
+from dilemmakit.config import cli_meta
 from dilemmakit.errors import UserError
 from dilemmakit.userdata import ENCODING
 
@@ -101,20 +103,30 @@ def _is_group(cmd) -> bool:
 class _Option:
     name: str  # the command's parameter, the key of click's default_map
     flag: str  # `max-tokens`
-    annotation: Any
+    annotation: Any  # as the command line reads it
+    field: Any = None  # the config model's field it comes from: its constraints (`ge=1`, ...) apply too
 
 
 def _options(cmd) -> dict[str, _Option]:
     """A command's options by every name a user may write: the flag (`max-tokens`) or the field
-    (`target_max_tokens`). Read from the signature `dilemmakit.cli.options` derives from config models."""
-    hints = get_type_hints(cmd.callback)
+    (`target_max_tokens`). Those of its config models (`dilemmakit.cli.options`) come from the models' fields,
+    the command's own (`--run-dir`, `--json`) from its signature."""
     names: dict[str, _Option] = {}
+
+    def add(option: _Option) -> None:
+        names[option.name] = names[_key(option.flag)] = option
+
+    for model in getattr(cmd.callback, "config_models", ()):
+        for name, field in cli_fields(model).items():
+            parameter = cli_parameter(model, name, field)
+            long = parameter.default.param_decls[0].split("/")[0]
+            add(_Option(name, long[2:], parameter.annotation, field))
+    hints = get_type_hints(cmd.callback)
     for p in inspect.signature(cmd.callback).parameters.values():
-        if not isinstance(p.default, OptionInfo):
+        if not isinstance(p.default, OptionInfo) or p.name in names:
             continue
         longs = [d.split("/")[0] for d in p.default.param_decls or () if d.startswith("--")]
-        option = _Option(p.name, longs[0][2:] if longs else p.name.replace("_", "-"), hints.get(p.name, str))
-        names[p.name] = names[_key(option.flag)] = option
+        add(_Option(p.name, longs[0][2:] if longs else p.name.replace("_", "-"), hints.get(p.name, str)))
     return names
 
 
@@ -140,10 +152,22 @@ def _expected(annotation: Any, value: Any) -> str | None:
 
 
 def _checked(option: _Option, value: Any, where: str) -> Any:
-    problem = _expected(option.annotation, value)
+    problem = _expected(option.annotation, value) or _outside(option, value)
     if problem:
         raise UserError(f"config {where}: {problem}")
     return value
+
+
+def _outside(option: _Option, value: Any) -> str | None:
+    """Why a value of the right type breaks its config field's constraints (`n-streams = 0`)."""
+    if option.field is None or not option.field.metadata or cli_meta(option.field).get("listed"):
+        return None
+    try:
+        constrained: Any = Annotated[option.field.annotation, *option.field.metadata]
+        TypeAdapter(constrained).validate_python(value)
+    except ValidationError as exc:
+        return f"{exc.errors()[0]['msg']}, got {value!r}"
+    return None
 
 
 def _section(cmd, data: dict[str, Any], shared: dict[str, Any], where: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from rich.table import Table
 from dilemmakit.cli.app import app, out
 from dilemmakit.errors import FailedCalls
 from dilemmakit.eval.judge_eval import evaluate_judge
+from dilemmakit.judges.registry import judges_help
 
 
 @app.command("judge-eval")
@@ -19,7 +20,7 @@ def judge_eval(
     judge: str = typer.Option(
         ...,
         "--judge",
-        help="instrumental | refusal | compliance | classifier | <jbb|harmbench|strongreject|clas|xstest>:<model spec>",
+        help=judges_help(over_refusal=True),
     ),
     data: Path = typer.Option(
         ...,

@@ -52,7 +52,8 @@ def cli_default(field) -> Any:
     return field.default
 
 
-def _parameter(model: type[Config], name: str, field) -> inspect.Parameter:
+def cli_parameter(model: type[Config], name: str, field) -> inspect.Parameter:
+    """The typer parameter a config field becomes (its flag, default, help and command-line type)."""
     annotation = field.annotation
     if cli_meta(field).get("listed"):
         annotation = str if field.default is not None else str | None
@@ -92,7 +93,7 @@ def config_options(command: Callable) -> Callable:
         hint = hints.get(p.name, p.annotation)
         if isinstance(hint, type) and issubclass(hint, Config):
             models[p.name] = hint
-            params += [_parameter(hint, name, field) for name, field in cli_fields(hint).items()]
+            params += [cli_parameter(hint, name, field) for name, field in cli_fields(hint).items()]
         else:
             params.append(p.replace(annotation=hint, kind=inspect.Parameter.KEYWORD_ONLY))
     params.sort(key=lambda p: getattr(p.default, "default", None) is not ...)  # required options first in --help

@@ -16,6 +16,7 @@ from pydantic import field_validator
 
 from dilemmakit.config import Config, option
 from dilemmakit.defense.config import DefenseConfig
+from dilemmakit.judges.registry import judges_help
 
 TEMPLATE = "template"
 
@@ -211,7 +212,7 @@ class EvalConfig(Config):
     latency_tokens: int = option(32, "New tokens per latency measurement")
     max_rounds: int = option(4, "TRIAL rounds per conversation")
     max_tokens: int = option(96, "Max new tokens per reply of the evaluated model")
-    judge: str = option("instrumental", "Judge spec for ASR (instrumental | refusal | jbb:<model> | ...)")
+    judge: str = option("instrumental", f"Judge spec for ASR: {judges_help()}")
     attacker: str = option("template", "TRIAL attacker and helper: 'template' (offline) or a model spec")
     temperature: float = option(0.0, cli=False)
     seed: int = option(0, "Seed of the held-out picks and sampling")

@@ -21,7 +21,7 @@ from rich.console import Console
 from dilemmakit.behaviors import Behavior
 from dilemmakit.config import Config, option
 from dilemmakit.errors import UserError
-from dilemmakit.judges.registry import build_judge, judge_identity, parse_judge_spec
+from dilemmakit.judges.registry import build_judge, judge_identity, judges_help, parse_judge_spec
 from dilemmakit.loading import pool_scope
 from dilemmakit.models.base import Message
 from dilemmakit.models.spec import parse_spec
@@ -33,11 +33,11 @@ DEFAULT_CONCURRENCY = 16
 
 
 class RejudgeConfig(Config):
-    judge: str = option(
-        help="instrumental | refusal | classifier | <jbb|harmbench|strongreject|clas|xstest>:<model spec>"
-    )
+    judge: str = option(help=judges_help())
     name: str | None = option(None, "Name to store the verdicts under (default: the judge spec)", flag="as")
-    concurrency: int | None = option(None, "Judge calls in flight (default: the judge endpoint's ?concurrency=, 16)")
+    concurrency: int | None = option(
+        None, "Judge calls in flight (default: the judge endpoint's ?concurrency=, 16)", ge=1
+    )
     api_key_env: str = option("OPENAI_API_KEY", "Env var holding the API key")
 
     @property
@@ -49,8 +49,6 @@ class RejudgeConfig(Config):
         _, model_spec, _ = parse_judge_spec(self.judge)
         if model_spec:
             parse_spec(model_spec)
-        if self.concurrency is not None and self.concurrency < 1:
-            raise UserError("--concurrency must be at least 1")
         if self.name is not None and not self.name.strip():
             raise UserError("--as needs a name")
 
