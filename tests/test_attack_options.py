@@ -65,3 +65,19 @@ def test_a_config_file_value_is_checked_against_the_fields_constraints():
         build_default_map(root, {"attack": {"n-streams": 0}})
     with pytest.raises(UserError, match=r"\[attack\] max_rounds: .*greater than or equal to 1"):
         build_default_map(root, {"attack": {"max_rounds": 0}})
+
+
+def test_adapter_config_is_a_subset_of_defense_config_with_its_types():
+    import dataclasses
+    from typing import get_type_hints
+
+    from dilemmakit.defense.config import DefenseConfig
+    from dilemmakit.err.config import AdapterConfig
+
+    defense = get_type_hints(DefenseConfig)
+    assert {f.name for f in dataclasses.fields(DefenseConfig)} >= set(AdapterConfig.model_fields)
+    for name, field in AdapterConfig.model_fields.items():
+        assert field.annotation == defense[name], name
+    assert dataclasses.asdict(AdapterConfig(rank=2).defense_config())["rank"] == 2
+    with pytest.raises(Exception, match="less than or equal to 1"):
+        AdapterConfig(threshold=1.5)

@@ -41,15 +41,17 @@ class DataConfig(Config):
 
 
 class AdapterConfig(Config):
-    """The shape of a fresh defense as `defend train` asks for it (-1: scaled from the paper's 32 layers)."""
+    """The shape of a fresh defense as `defend train` asks for it (-1: scaled from the paper's 32 layers): a
+    subset of `DefenseConfig`'s fields with the command's defaults and ranges (a test holds the two together;
+    `DefenseConfig.validate` still checks a defense.json read from disk)."""
 
     detection_layer: int = option(-1, "hidden_states index the gate reads (-1: scaled from the paper's 12/32)")
     start_layer: int = option(-1, "First layer with adapters (-1: scaled from 16/32)")
-    rank: int = option(4, "LoRA rank of the adapters")
+    rank: int = option(4, "LoRA rank of the adapters", ge=1)
     alpha: float = option(8.0, "LoRA alpha (the update is scaled by alpha / rank)")
     dropout: float = option(0.05, "LoRA dropout while training")
-    eps: float = option(0.0, "Safety floor added to the gate at inference")
-    threshold: float = option(0.5, "Gate below this counts as 0 at inference")
+    eps: float = option(0.0, "Safety floor added to the gate at inference", ge=0)
+    threshold: float = option(0.5, "Gate below this counts as 0 at inference", ge=0, le=1)
     static_gate: bool = option(False, "Ablation: gate fixed at 1, no detection")
 
     def defense_config(self) -> DefenseConfig:
