@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 
+from dilemmakit.probes.analyses import ProbeResult
 from dilemmakit.probes.linear import assign_folds, auroc, harm_specific_excess
 from dilemmakit.probes.pipeline import ProbeConfig, analyse, headline, summary_text
 from dilemmakit.probes.prompt_sets import SET_NAMES, build_sets, load_pairs, packaged_path
@@ -206,63 +207,60 @@ def _planted_run(control_collapses: bool, tmp_path, *, format_only: bool = False
     }
     pairs = {name: np.arange(n) for name in feats}
     config = ProbeConfig(model="embedded", out=tmp_path, parts=("probe",), folds=5, refits=3)
-    sections, _ = analyse(_Store(feats), {"n_layers": n_layers, "hidden_size": D}, pairs, config, paired=True)
-    result = {
-        "model": "planted",
-        "sizes": {name: n for name in feats},
-        "n_layers": n_layers,
-        "layers": list(range(n_layers)),
-        "pooling": "last",
-        "out": str(tmp_path),
-        "files": [],
-        "seconds": 0.0,
-        **sections,
-    }
-    return result
+    analyses, _ = analyse(_Store(feats), {"n_layers": n_layers, "hidden_size": D}, pairs, config, paired=True)
+    return ProbeResult(
+        model="planted",
+        weights=None,
+        n_layers=n_layers,
+        pooling="last",
+        sizes={name: n for name in feats},
+        analyses=analyses,
+        out=str(tmp_path),
+    )
 
 
 def test_the_gap_exceeds_its_control_when_only_the_dilemma_hides_harm(tmp_path):
     result = _planted_run(control_collapses=False, tmp_path=tmp_path)
-    probe = result["probe"]
-    assert probe["peak_gap"] > 0.9 and probe["peak_layer"] in (3, 4)
-    control = probe["control"]
-    assert control["exceeds_at"] == [3, 4] and control["n"] == 60 and control["refits"] == 3
-    assert min(control["excess"][3:5]) > 0.7 and min(control["excess_ci"][0][3:5]) > 0.5
-    assert "refitted on 3 5-fold splits" in control["ci_method"]
-    assert max(abs(v) for v in control["gap_neutral"]) < 0.1
+    probe = result.analyses.probe
+    assert probe and probe.peak_gap > 0.9 and probe.peak_layer in (3, 4)
+    control = probe.control
+    assert control and control.exceeds_at == [3, 4] and control.n == 60 and control.refits == 3
+    assert min(control.excess[3:5]) > 0.7 and min(control.excess_low[3:5]) > 0.5
+    assert "refitted on 3 5-fold splits" in control.ci_method
+    assert max(abs(v) for v in control.gap_neutral) < 0.1
     text = summary_text(result)
     sentence = [line for line in text.splitlines() if "neutral-wrapper control" in line]
     assert len(sentence) == 1 and sentence[0].count(". ") == 0
     assert sentence[0].startswith("The dissociation gap exceeds its neutral-wrapper control at 2 of 6 layers (3-4)")
     assert "harm-specific excess" in sentence[0] and "95% CI" in sentence[0] and "n=60 pairs" in sentence[0]
-    assert f"its 95% CI: {control['ci_method']}" in text
+    assert f"its 95% CI: {control.ci_method}" in text
     # the plain probe no longer ranks TRIAL-H above TRIAL-B at layer 3; a probe trained inside can
-    assert probe["plain_probe_auroc"]["trial"][3] < 0.7 < probe["within_wrapper"]["trial"]["auroc"][3]
+    assert probe.plain_probe_auroc["trial"][3] < 0.7 < probe.within_wrapper["trial"].auroc[3]
     head = headline(result)
     assert head["control"]["exceeds_at"] == [3, 4] and head["control"]["sentence"] == sentence[0]
 
 
 def test_the_gap_does_not_exceed_its_control_when_any_wrapper_hides_harm(tmp_path):
     result = _planted_run(control_collapses=True, tmp_path=tmp_path)
-    probe = result["probe"]
-    assert probe["peak_gap"] > 0.9  # the uncontrolled headline would call this a dissociation
-    control = probe["control"]
-    assert control["exceeds_at"] == [] and max(abs(v) for v in control["excess"]) < 0.15
-    assert min(control["gap_neutral"][3:5]) > 0.9
+    probe = result.analyses.probe
+    assert probe and probe.peak_gap > 0.9  # the uncontrolled headline would call this a dissociation
+    control = probe.control
+    assert control and control.exceeds_at == [] and max(abs(v) for v in control.excess) < 0.15
+    assert min(control.gap_neutral[3:5]) > 0.9
     sentence = [line for line in summary_text(result).splitlines() if "neutral-wrapper control" in line]
     assert len(sentence) == 1 and sentence[0].startswith(
         "The dissociation gap does not exceed its neutral-wrapper control"
     )
-    assert probe["within_wrapper"]["neutral"]["auroc"][3] > 0.9  # harm is still readable inside the wrapper
+    assert probe.within_wrapper["neutral"].auroc[3] > 0.9  # harm is still readable inside the wrapper
 
 
 def test_a_wrapper_that_moves_harmful_and_benign_alike_does_not_exceed(tmp_path):
     result = _planted_run(control_collapses=False, tmp_path=tmp_path, format_only=True)
-    control = result["probe"]["control"]
+    control = result.analyses.probe.control
     # the harmful side alone (the old statistic) reads a full excess at layers 3-4 ...
-    assert min(control["excess_harmful"][3:5]) > 0.7 and min(control["excess_benign"][3:5]) > 0.7
+    assert min(control.excess_harmful[3:5]) > 0.7 and min(control.excess_benign[3:5]) > 0.7
     # ... which the benign twins show as well, so nothing of it is about harm
-    assert control["exceeds_at"] == [] and max(abs(v) for v in control["excess"]) < 0.15
+    assert control.exceeds_at == [] and max(abs(v) for v in control.excess) < 0.15
     sentence = [line for line in summary_text(result).splitlines() if "neutral-wrapper control" in line]
     assert len(sentence) == 1 and sentence[0].startswith(
         "The dissociation gap does not exceed its neutral-wrapper control"

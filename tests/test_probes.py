@@ -342,7 +342,8 @@ def test_the_summary_says_which_defense_was_probed_and_which_layers_it_cannot_ch
     first = min(aligned.start_layer, DefenseConfig.load(builtin_dir("err")).start_layer)
     assert err["same_as_base_through_layer"] == first
     assert f"layers 0-{first} equal the undefended model's" in weights_sentence(err)
+    from dilemmakit.probes.analyses import ProbeResult
     from dilemmakit.probes.pipeline import summary_text
 
-    result = {"model": "embedded-err", "weights": err, "sizes": {"harm": 2}, "n_layers": 31, "pooling": "last"}
-    assert summary_text({**result, "files": []}).splitlines()[1] == weights_sentence(err)
+    result = ProbeResult(model="embedded-err", weights=err, sizes={"harm": 2}, n_layers=31, pooling="last")
+    assert summary_text(result).splitlines()[1] == weights_sentence(err)
