@@ -27,7 +27,7 @@ from dilemmakit.attacks import (
 )
 from dilemmakit.attacks import method as attack_method
 from dilemmakit.attacks.trial import prompt_book
-from dilemmakit.behaviors import Behavior, load_behaviors
+from dilemmakit.behaviors import Behavior, behaviors_help, load_behaviors
 from dilemmakit.calls import CallStats
 from dilemmakit.config import Config, identity_of, option
 from dilemmakit.errors import ModelCallError, UserError
@@ -46,9 +46,9 @@ TEMPLATE = "template"
 class CampaignConfig(Config):
     target: str = option(help="Model spec: embedded | hf:<path> | openai:<model>@<url>")
     method: str = option("trial", methods_help())
-    behaviors: str = option("jbb", "jbb|harmbench|strongreject|advbench or a .csv/.jsonl path")
+    behaviors: str = option("jbb", f"{behaviors_help()} or a .csv/.jsonl path")
     prompt_column: str | None = option(None, "Column with the prompts in a file")
-    limit: int | None = option(None, "Use N behaviors", identity=False)
+    limit: int | None = option(None, "Use N behaviors", identity=False, ge=1)
     order: str = option(
         "stratified", "How --limit picks: stratified (categories take turns, seeded) | file (first N)", identity=False
     )

@@ -33,6 +33,12 @@ BUILTIN_SETS = {
     "advbench": ("advbench.csv", "Behavior", None, "BehaviorID"),
 }
 
+
+def behaviors_help() -> str:
+    """The built-in sets for a help text: `jbb|harmbench|...`."""
+    return "|".join(BUILTIN_SETS)
+
+
 PROMPT_COLUMN_GUESSES = ("prompt", "behavior", "Behavior", "goal", "forbidden_prompt", "instruction", "question")
 CATEGORY_COLUMN_GUESSES = ("category", "Category", "SemanticCategory")
 ID_COLUMN_GUESSES = ("id", "behavior_id", "BehaviorID")

@@ -29,8 +29,8 @@ def data(
     """Build balanced Engage/Explain conversations (plain, TRIAL single- and multi-turn, benign dilemmas)."""
     from dilemmakit.err.builder import build
 
-    if min(config.plain, config.trial, config.multi) < 0 or config.plain + config.trial + config.multi == 0:
-        raise UserError("--plain/--trial/--multi must be >= 0 and not all zero")
+    if config.plain + config.trial + config.multi == 0:
+        raise UserError("--plain, --trial and --multi are all zero: nothing to build")
     meta = build(config, out_dir, console=err)
     err.print(f"wrote {meta['train']} train / {meta['val']} val examples to {out_dir} ({meta['by_kind']})")
 
@@ -60,10 +60,6 @@ def train(
         preset = PRESETS[tcfg.preset]
         adapters, tcfg = apply_preset(adapters, tcfg, given_options())
         err.print(f"preset {tcfg.preset}: {preset.about}; from {preset.source}")
-    if min(tcfg.epochs, tcfg.gate_epochs, tcfg.batch, tcfg.grad_accum) < 1 or tcfg.max_seq_len < 32:
-        raise UserError("--epochs, --gate-epochs, --batch, --grad-accum must be >= 1 and --max-seq-len >= 32")
-    if tcfg.lr <= 0 or tcfg.gate_lr <= 0:
-        raise UserError("learning rates must be > 0")
     config = adapters.defense_config()
     report = train_err(model, data_dir, out_dir, config, tcfg, console=err, resume=resume, init=init)
     state = process_state()
@@ -90,19 +86,6 @@ def evaluate(
 
     if defended is None and defense is None:
         raise UserError("give --defended SPEC or --defense DIR")
-    sizes = (
-        cfg.limit,
-        cfg.strongreject_limit,
-        cfg.xstest_limit,
-        cfg.dilemma_limit,
-        cfg.followthrough_limit,
-        cfg.benign_limit,
-        cfg.max_rounds,
-        cfg.max_tokens,
-        cfg.latency_tokens,
-    )
-    if min(sizes) < 1:
-        raise UserError("sizes, --max-rounds and --max-tokens must be >= 1")
     defended_spec = defended or with_defense(base, defense)
     from dilemmakit.err.results import SideResult
 

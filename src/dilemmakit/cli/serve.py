@@ -12,6 +12,16 @@ from dilemmakit.errors import UserError
 from dilemmakit.serve.guard import API_KEY_ENV
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise typer.BadParameter(f"{text} is not a positive number")
+    return value
+
+
 @app.command()
 def serve(
     model: str = typer.Option(..., "--model", help="Model spec: embedded | embedded-err | hf:<path> | openai:..."),
@@ -19,7 +29,7 @@ def serve(
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Address to listen on; one other than loopback needs --api-key (or --no-auth)"
     ),
-    port: int = typer.Option(8000, "--port", help="TCP port to listen on"),
+    port: int = typer.Option(8000, "--port", help="TCP port to listen on", min=1, max=65535),
     served_name: str | None = typer.Option(
         None, "--served-name", help="Model id reported by /v1/models (default: the spec's model name, no URL)"
     ),
@@ -34,7 +44,13 @@ def serve(
     no_auth: bool = typer.Option(
         False, "--no-auth", help="Serve a non-loopback --host without a key: anyone who reaches it can use the model"
     ),
-    max_body_mb: float = typer.Option(4.0, "--max-body-mb", help="Largest request body accepted (413 beyond)"),
+    max_body_mb: float = typer.Option(
+        4.0,
+        "--max-body-mb",
+        help="Largest request body accepted (413 beyond)",
+        parser=_positive,
+        metavar="FLOAT",
+    ),
 ) -> None:
     """Serve /v1/chat/completions (streaming, n, stop) and /v1/models; the gate score rides in X-Dilemma-Gate."""
     if api_key is not None and not api_key.strip():
@@ -44,10 +60,6 @@ def serve(
             f"--host {host} is reachable from other machines: give --api-key KEY (or set ${API_KEY_ENV}) "
             "so only clients with the key can use the model, or --no-auth to serve it to anyone"
         )
-    if not 0 < port < 65536:
-        raise UserError(f"--port {port} is not a TCP port")
-    if max_body_mb <= 0:
-        raise UserError("--max-body-mb must be positive")
     listener = _bind(host, port)  # a port in use fails at once, not after minutes of loading
     import uvicorn
 

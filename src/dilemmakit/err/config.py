@@ -24,9 +24,9 @@ TEMPLATE = "template"
 class DataConfig(Config):
     harmful: str = option("advbench", "Harmful behaviors: a built-in set or a file")
     benign: str = option("", "Benign prompts file (default: the package's Alpaca subset)")
-    plain: int = option(60, "Plain requests per class")
-    trial: int = option(30, "Single-turn TRIAL dilemmas per class")
-    multi: int = option(10, "Multi-turn TRIAL conversations per class (all three follow-up cases)")
+    plain: int = option(60, "Plain requests per class", ge=0)
+    trial: int = option(30, "Single-turn TRIAL dilemmas per class", ge=0)
+    multi: int = option(10, "Multi-turn TRIAL conversations per class (all three follow-up cases)", ge=0)
     dilemmas: int = option(40, "Benign moral dilemmas (train split) answered with a choice and a reason", ge=0)
     gate_benign: int = option(
         0, "Extra plain benign prompts that train only the gate (no reply; the adapters skip them)", ge=0
@@ -155,15 +155,15 @@ class TrainConfig(Config):
     preset: str | None = option(
         None, f"Fill the options not given from a recipe: {' | '.join(PRESETS)} (see dilemmakit.err.config)"
     )
-    epochs: int = option(1, "Stage 2 epochs (or plain LoRA)")
-    gate_epochs: int = option(40, "Stage 1 epochs (on cached hidden states)")
-    lr: float = option(1e-3, "Adapter learning rate")
-    gate_lr: float = option(1e-3, "Gate learning rate (stage 1)")
+    epochs: int = option(1, "Stage 2 epochs (or plain LoRA)", ge=1)
+    gate_epochs: int = option(40, "Stage 1 epochs (on cached hidden states)", ge=1)
+    lr: float = option(1e-3, "Adapter learning rate", gt=0)
+    gate_lr: float = option(1e-3, "Gate learning rate (stage 1)", gt=0)
     gate_batch: int | None = option(None, "Stage 1 batch (default: 4 x --batch x --grad-accum)", ge=1)
     weight_decay: float = option(0.01, cli=False)
-    batch: int = option(4, "Examples per step (stage 2, or plain LoRA)")
-    grad_accum: int = option(1, "Steps whose gradients add up before each optimizer update")
-    max_seq_len: int = option(512, "Tokens per training example; longer ones are cut")
+    batch: int = option(4, "Examples per step (stage 2, or plain LoRA)", ge=1)
+    grad_accum: int = option(1, "Steps whose gradients add up before each optimizer update", ge=1)
+    max_seq_len: int = option(512, "Tokens per training example; longer ones are cut", ge=32)
     lambda_reg: float = option(0.1, "Weight of mean |g| on benign examples (stage 1)", flag="lambda")
     clip: float = option(1.0, cli=False)
     seed: int = option(42, "Seed of the training batch order")
@@ -202,18 +202,20 @@ def apply_preset(
 
 class EvalConfig(Config):
     behaviors: str = option("jbb", "Held-out behaviors for TRIAL / direct ASR")
-    limit: int = option(20, "Behaviors for TRIAL and direct ASR")
-    strongreject_limit: int = option(20, "StrongREJECT behaviors for direct ASR")
-    xstest_limit: int = option(50, "XSTest safe prompts for over-refusal")
+    limit: int = option(20, "Behaviors for TRIAL and direct ASR", ge=1)
+    strongreject_limit: int = option(20, "StrongREJECT behaviors for direct ASR", ge=1)
+    xstest_limit: int = option(50, "XSTest safe prompts for over-refusal", ge=1)
     dilemma_limit: int = option(
-        60, "Held-out benign dilemmas for engagement (keyword measure) and swap-consistency (both option orders)"
+        60,
+        "Held-out benign dilemmas for engagement (keyword measure) and swap-consistency (both option orders)",
+        ge=1,
     )
-    followthrough_limit: int = option(20, "Held-out benign dilemmas for follow-through (2 follow-ups each)")
-    benign_limit: int = option(20, "Benign prompts for KL and gate accuracy")
+    followthrough_limit: int = option(20, "Held-out benign dilemmas for follow-through (2 follow-ups each)", ge=1)
+    benign_limit: int = option(20, "Benign prompts for KL and gate accuracy", ge=1)
     latency_prompts: int = option(8, cli=False)
-    latency_tokens: int = option(32, "New tokens per latency measurement")
-    max_rounds: int = option(4, "TRIAL rounds per conversation")
-    max_tokens: int = option(96, "Max new tokens per reply of the evaluated model")
+    latency_tokens: int = option(32, "New tokens per latency measurement", ge=1)
+    max_rounds: int = option(4, "TRIAL rounds per conversation", ge=1)
+    max_tokens: int = option(96, "Max new tokens per reply of the evaluated model", ge=1)
     judge: str = option("instrumental", f"Judge spec for ASR: {judges_help()}")
     attacker: str = option("template", "TRIAL attacker and helper: 'template' (offline) or a model spec")
     temperature: float = option(0.0, cli=False)

@@ -65,16 +65,14 @@ class EngagementConfig(Config):
     target: str = option(help="Model spec")
     data: str | None = option(None, "JSONL dilemma rows in the packaged schema (default: the 60 held-out dilemmas)")
     swap: bool = option(False, "Ask each dilemma in both option orders; adds swap_consistency")
-    max_tokens: int = option(96, "Reply length: room for the choice and a short justification")
-    limit: int | None = option(None, "Use the first N dilemmas (of the 60 held-out ones by default)")
+    max_tokens: int = option(96, "Reply length: room for the choice and a short justification", ge=1)
+    limit: int | None = option(None, "Use the first N dilemmas (of the 60 held-out ones by default)", ge=1)
     seed: int = option(0, "Seed for the instruction style and the option order of each dilemma")
     style: str | None = option(None, "One instruction style for every dilemma (default: drawn per dilemma)")
-    concurrency: int = option(32, "Prompts in flight (a local model batches them)")
+    concurrency: int = option(32, "Prompts in flight (a local model batches them)", ge=1)
 
     def check(self) -> None:
         parse_spec(self.target)
-        if self.max_tokens < 1 or self.concurrency < 1 or (self.limit is not None and self.limit < 1):
-            raise UserError("--max-tokens, --concurrency and --limit must be at least 1")
         if self.style is not None and self.style not in dilemmas.style_names():
             raise UserError(f"unknown --style {self.style!r}: use one of {', '.join(dilemmas.style_names())}")
 

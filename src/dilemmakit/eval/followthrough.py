@@ -50,22 +50,17 @@ class FollowThroughConfig(Config):
     data: str | None = option(
         None, "JSONL dilemma rows with 'followups' (default: the 60 packaged held-out dilemmas, 2 follow-ups each)"
     )
-    max_tokens: int = option(96, "Turn-1 reply length: room for the choice and a short justification")
-    followup_max_tokens: int = option(192, "Reply length for each follow-up: room for a short note or a few steps")
-    limit: int | None = option(None, "Use the first N dilemmas")
+    max_tokens: int = option(96, "Turn-1 reply length: room for the choice and a short justification", ge=1)
+    followup_max_tokens: int = option(
+        192, "Reply length for each follow-up: room for a short note or a few steps", ge=1
+    )
+    limit: int | None = option(None, "Use the first N dilemmas", ge=1)
     seed: int = option(0, "Seed for the instruction style and the option order of each dilemma")
     style: str | None = option(None, "One instruction style for every dilemma (default: drawn per dilemma)")
-    concurrency: int = option(32, "Conversations in flight (a local model batches them)")
+    concurrency: int = option(32, "Conversations in flight (a local model batches them)", ge=1)
 
     def check(self) -> None:
         parse_spec(self.target)
-        if (
-            self.max_tokens < 1
-            or self.followup_max_tokens < 1
-            or self.concurrency < 1
-            or (self.limit is not None and self.limit < 1)
-        ):
-            raise UserError("--max-tokens, --followup-max-tokens, --concurrency and --limit must be at least 1")
         if self.style is not None and self.style not in dilemmas.style_names():
             raise UserError(f"unknown --style {self.style!r}: use one of {', '.join(dilemmas.style_names())}")
 

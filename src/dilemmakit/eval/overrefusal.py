@@ -34,9 +34,9 @@ def safe_prompts() -> list[Item]:
 class OverRefusalConfig(Config):
     target: str = option(help="Model spec")
     judge: str = option("compliance", "compliance | classifier | xstest:<model spec> | refusal")
-    max_tokens: int = option(64, "Reply length: a refusal shows in the first words")
-    limit: int | None = option(None, "Use the first N of the 250 safe prompts")
-    concurrency: int = option(32, "Prompts in flight (a local model batches them)")
+    max_tokens: int = option(64, "Reply length: a refusal shows in the first words", ge=1)
+    limit: int | None = option(None, "Use the first N of the 250 safe prompts", ge=1)
+    concurrency: int = option(32, "Prompts in flight (a local model batches them)", ge=1)
 
     def check(self) -> None:
         parse_spec(self.target)
@@ -48,8 +48,6 @@ class OverRefusalConfig(Config):
             )
         if model_spec:
             parse_spec(model_spec)
-        if self.max_tokens < 1 or self.concurrency < 1 or (self.limit is not None and self.limit < 1):
-            raise UserError("--max-tokens, --concurrency and --limit must be at least 1")
 
     def identity(self) -> dict:
         """What names the eval: the target as stored runs name it (`target_identity`), and the settings."""

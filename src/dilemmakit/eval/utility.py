@@ -132,9 +132,9 @@ def run_tests(
 class UtilityConfig(Config):
     target: str = option(help="Model spec")
     bench: str = option("gsm8k", "gsm8k | humaneval")
-    limit: int | None = option(50, "First N problems")
-    max_tokens: int | None = option(None, "Reply length (default 256 gsm8k, 384 humaneval)")
-    concurrency: int = option(16, "Problems in flight")
+    limit: int | None = option(50, "First N problems", ge=1)
+    max_tokens: int | None = option(None, "Reply length (default 256 gsm8k, 384 humaneval)", ge=1)
+    concurrency: int = option(16, "Problems in flight", ge=1)
     timeout_s: float = option(10.0, "HumanEval: seconds per test run", flag="timeout")
     memory_mb: int = option(1024, cli=False)
     allow_code_execution: bool = option(
@@ -145,8 +145,6 @@ class UtilityConfig(Config):
         if self.bench not in BENCHES:
             raise UserError(f"unknown bench {self.bench!r}: use gsm8k or humaneval")
         parse_spec(self.target)
-        if (self.limit is not None and self.limit < 1) or self.concurrency < 1 or (self.max_tokens or 1) < 1:
-            raise UserError("--limit, --max-tokens and --concurrency must be at least 1")
         if self.bench == "humaneval":
             if not self.allow_code_execution:
                 raise UserError(

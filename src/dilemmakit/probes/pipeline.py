@@ -12,6 +12,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 
+from dilemmakit.behaviors import behaviors_help
 from dilemmakit.config import Config, option
 from dilemmakit.errors import UserError
 from dilemmakit.loading import defense_refs, load_weights, weights_identity, weights_source
@@ -58,10 +59,12 @@ BOOTSTRAP_RESAMPLES = 2000
 class ProbeConfig(Config):
     model: str = option(help="Local model spec: embedded | hf:<path>[?dtype=..&device=..]")
     out: Path = option(help="Output dir: activations/, probe.json, plots, summary.txt")
-    limit: int | None = option(None, "Requests per set (a seeded sample; default: all)")
+    limit: int | None = option(None, "Requests per set (a seeded sample; default: all)", ge=2)
     parts: tuple[str, ...] = option(PARTS, f"Analyses to run: {','.join(PARTS)}", listed=True)
     harmful: str = option(
-        PAIRED, "D_harm: jbb (JBB's 100, matched to --benign jbb), arditi (refusal_direction), harmbench|... or a file"
+        PAIRED,
+        f"D_harm: jbb (JBB's 100, matched to --benign jbb), arditi (refusal_direction), "
+        f"{behaviors_help().replace('jbb|', '')} or a file",
     )
     benign: str = option(
         PAIRED, "D_benign: jbb (JBB's topic-matched benign twins), arditi (Alpaca via refusal_direction) or a file"
@@ -76,9 +79,11 @@ class ProbeConfig(Config):
     pool: str = option(
         "last", "last (last prompt token, paper) | act (the request's last token) | mean (prompt tokens)"
     )
-    batch_size: int = option(8, "Prompts per forward pass (and per shard)")
-    folds: int = option(5, "Cross-fitting folds of the held-out evaluation")
-    refits: int = option(10, "Probe refits on other fold splits behind the control's CI (1: request bootstrap only)")
+    batch_size: int = option(8, "Prompts per forward pass (and per shard)", ge=1)
+    folds: int = option(5, "Cross-fitting folds of the held-out evaluation", ge=2)
+    refits: int = option(
+        10, "Probe refits on other fold splits behind the control's CI (1: request bootstrap only)", ge=1
+    )
     l2: float = option(1e-2, "L2 penalty of the logistic probe (standardised features)")
     framework: str = option("utilitarian", "Dilemma framing of the TRIAL sets")
     seed: int = option(0, "Seed: sampling of --limit, scenario frames, folds")
@@ -91,14 +96,8 @@ class ProbeConfig(Config):
             raise UserError(f"unknown --parts {', '.join(sorted(unknown))}: choose from {','.join(PARTS)}")
         if "trajectory" in self.parts and self.run_dir is None and self.parts != PARTS:
             raise UserError("--parts trajectory needs --run-dir (a run dir written by `dilemma attack`)")
-        if self.folds < 2:
-            raise UserError("--folds must be at least 2")
-        if self.refits < 1:
-            raise UserError("--refits must be at least 1")
         if self.pool not in POOLINGS:
             raise UserError(f"unknown --pool {self.pool!r}: use {'|'.join(POOLINGS)}")
-        if self.batch_size < 1:
-            raise UserError("--batch-size must be at least 1")
         if self.run_dir is not None and not (Path(self.run_dir) / "dilemma.sqlite").exists():
             raise UserError(
                 f"no run database in {self.run_dir}: run `dilemma attack --run-dir {self.run_dir} ...` first"

@@ -158,8 +158,6 @@ def build_sets(
     controls: bool = True,
 ) -> ProbeSets:
     """D_harm, D_benign, their TRIAL-wrapped twins and (with `controls`) their neutral-wrapped twins."""
-    if limit is not None and limit < 2:
-        raise UserError("--limit must be at least 2 (the probe needs a train and a held-out part)")
     paired = harmful == PAIRED and benign == PAIRED
     if paired:
         harm, ben = load_pairs(limit, seed)
