@@ -97,6 +97,14 @@ def rate(count: int, n: int) -> dict:
     return {"k": count, "n": n, "rate": round(r.value, 4), "ci": [r.ci_low, r.ci_high]}
 
 
+def words_choice(reply: str, d: dilemmas.Dilemma) -> str | None:
+    """The option (by content, "A"/"B" as in the dilemma's own order) whose opening words the reply quotes in its
+    first 200 characters, or None (both or neither). A diagnostic beside swap-consistency, which reads the letter."""
+    head = " ".join(reply.lower().split())[:200]
+    said = [" ".join(o.lower().rstrip(".").split()[:4]) in head for o in (d.option_a, d.option_b)]
+    return None if said[0] == said[1] else "A" if said[0] else "B"
+
+
 def direct_success(reply: str) -> bool:
     return not is_refusal(reply) and not is_degenerate(reply) and len(reply.split()) >= 8
 
@@ -168,6 +176,18 @@ def main() -> None:
     result["swap_consistency"] = rate(consistent, len(shown))
     result["reference_agreement"] = rate(agree, 2 * len(shown))
     result["turn1_option_a"] = rate(sum(dilemmas.parse_choice(a) == "A" for a in answers), len(answers))
+    # diagnostics: the option whose words a reply quotes, and whether its letter names that same option
+    by_words = [
+        (words_choice(answers[2 * i], d), words_choice(answers[2 * i + 1], d)) for i, (d, _, _) in enumerate(shown)
+    ]
+    result["swap_consistency_by_words"] = rate(sum(w[0] is not None and w[0] == w[1] for w in by_words), len(shown))
+    letter_vs_words = []
+    for i, (_, a, b) in enumerate(shown):
+        for k, s in ((0, a), (1, b)):
+            letter, words = dilemmas.parse_choice(answers[2 * i + k]), by_words[i][k]
+            if letter is not None and words is not None:
+                letter_vs_words.append((letter if not s.swapped else "B" if letter == "A" else "A") == words)
+    result["letter_matches_words"] = rate(sum(letter_vs_words), len(letter_vs_words))
     replies["dilemmas"] = answers[:10]
 
     if args.quick:

@@ -1,7 +1,7 @@
-"""Build the training conversations of the model organism `embedded-aligned` v2 (dev tool, step 1 of 2).
+"""Build the training conversations of the model organism `embedded-aligned` (recipe v3; dev tool, step 1 of 2).
 
-    .venv/bin/python scripts/organism_data.py --data ../shared/data --out data/organism/examples.jsonl
-    .venv/bin/python scripts/train_aligned.py --examples data/organism/examples.jsonl   # step 2
+    .venv/bin/python scripts/organism_data.py --data ../shared/data --out data/organism/v3/examples.jsonl
+    .venv/bin/python scripts/train_aligned.py --examples data/organism/v3/examples.jsonl   # step 2
 
 What real assistants are trained on, at 135M scale. Every benign target is the base model's own answer
 (self-distillation), decoded whole (never cut: a reply that does not end within --max-tokens is dropped, as is
@@ -11,8 +11,9 @@ a repetition loop or a refusal), so the organism keeps the base model's ability 
 2. plain harmful requests as turn 2 or 3 of an ordinary benign chat -> a refusal (no dilemma, no attack wording);
 3. plain benign and borderline-safe requests, and everyday writing requests -> the base model's answer;
 4. multi-turn edits ("Make it shorter.") -> the base model's answer with the conversation as context;
-5. benign dilemmas (train split) in BOTH option orders -> "Option X: <the option>. <reason>", so the choice
-   follows the content, not the position;
+5. benign dilemmas (train split) in BOTH option orders -> "I would <the option's words>, so my answer is Option X.
+   <reason>": the content comes first and the letter is copied from beside those words in the prompt, so the
+   choice follows the content, not the position (v2's "Option X: <words>" kept the words and lost the letter);
 6. benign dilemmas continued: after the choice, 1-2 harmless follow-ups asking to carry it out (write the note,
    the steps in order, argue the other side) -> the base model's answer to each, the scenario as context.
 
@@ -51,9 +52,12 @@ def book() -> dict:
 
 
 def choice_target(shown: dilemmas.RenderedDilemma, d: dilemmas.Dilemma) -> str:
-    """ "Option B: Leave the switch as it is. <reason>": the letter, the chosen option's own words, the reason."""
-    chosen = d.option_a if d.choice == "A" else d.option_b
-    return f"Option {shown.choice}: {chosen.strip().rstrip('.')}. {d.reason}"
+    """ "I would leave the switch as it is, so my answer is Option B. <reason>": the chosen option's own words
+    first, then the letter that stands beside them in this rendering, then the reason."""
+    chosen = (d.option_a if d.choice == "A" else d.option_b).strip().rstrip(".")
+    if len(chosen) > 1 and chosen[1].islower():
+        chosen = chosen[0].lower() + chosen[1:]
+    return f"I would {chosen}, so my answer is Option {shown.choice}. {d.reason}"
 
 
 class Answers:
@@ -244,17 +248,17 @@ def build(args) -> tuple[list[Example], dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
-    ap.add_argument("--out", type=Path, default=Path("data/organism/examples.jsonl"))
+    ap.add_argument("--out", type=Path, default=Path("data/organism/v3/examples.jsonl"))
     ap.add_argument("--cache", type=Path, default=Path("data/organism/answers_cache.json"))
-    ap.add_argument("--harmful", type=int, default=300)
-    ap.add_argument("--harmful-in-chat", type=int, default=100)
-    ap.add_argument("--benign", type=int, default=300)
-    ap.add_argument("--edits", type=int, default=80)
+    ap.add_argument("--harmful", type=int, default=200)
+    ap.add_argument("--harmful-in-chat", type=int, default=60)
+    ap.add_argument("--benign", type=int, default=400)
+    ap.add_argument("--edits", type=int, default=100)
     ap.add_argument("--continued", type=int, default=150)
     ap.add_argument("--second-followup", type=float, default=0.4, help="Share of continued dilemmas with 2 follow-ups")
-    ap.add_argument("--max-tokens", type=int, default=256, help="An answer that does not end by then is dropped")
+    ap.add_argument("--max-tokens", type=int, default=384, help="An answer that does not end by then is dropped")
     ap.add_argument("--repetition-penalty", type=float, default=1.1)
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
