@@ -3,7 +3,15 @@
 from dilemmakit.attacks.base import Attack, AttackOptions, AttackSettings, Outcome, Roles
 from dilemmakit.attacks.common import ask_target, judge_reply
 from dilemmakit.attacks.journal import Journal, ReplayMismatch
-from dilemmakit.attacks.registry import METHODS, Method, build_attack, method, methods_help, option_fields
+from dilemmakit.attacks.registry import (
+    METHODS,
+    Method,
+    build_attack,
+    method,
+    methods_help,
+    option_fields,
+    stage_table,
+)
 
 __all__ = [
     "Attack",
@@ -13,6 +21,7 @@ __all__ = [
     "method",
     "methods_help",
     "option_fields",
+    "stage_table",
     "Outcome",
     "Roles",
     "Journal",

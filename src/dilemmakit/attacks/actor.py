@@ -29,6 +29,7 @@ from dilemmakit.attacks.base import AttackOptions, AttackSettings, Outcome, Role
 from dilemmakit.attacks.common import ask_target, attacker_step, is_judged_round, judge_reply
 from dilemmakit.attacks.journal import Journal
 from dilemmakit.attacks.prompt_files import read_prompt, templates
+from dilemmakit.attacks.stages import single
 from dilemmakit.attacks.text import action_phrase, json_objects, quote_from, refused, theme_of
 from dilemmakit.behaviors import Behavior
 from dilemmakit.config import option
@@ -36,6 +37,7 @@ from dilemmakit.models.base import Message
 from dilemmakit.store.db import TurnRecord
 
 PLAN, QUESTION, MODIFY, FINAL = "actor_plan", "actor_question", "actor_modify", "actor_final"
+STAGES = tuple(single(stage) for stage in (PLAN, QUESTION, MODIFY, FINAL))
 
 
 def _text(value: object) -> str:

@@ -18,11 +18,13 @@ from dilemmakit.attacks.base import AttackOptions, AttackSettings, Outcome, Role
 from dilemmakit.attacks.common import ask_target, attacker_step, is_judged_round, judge_reply
 from dilemmakit.attacks.journal import Journal
 from dilemmakit.attacks.prompt_files import read_prompt, templates
+from dilemmakit.attacks.stages import single
 from dilemmakit.attacks.text import action_phrase, quote_from, refused, theme_of
 from dilemmakit.behaviors import Behavior
 from dilemmakit.models.base import Message
 
 ESCALATE, BACKTRACK, FINAL = "escalate", "backtrack", "final"
+STAGES = tuple(single(f"crescendo_{mode}") for mode in (ESCALATE, BACKTRACK, FINAL))  # attacker and target turns alike
 
 
 BACKTRACKED = "[BACKTRACKED: refused, erased from the target's memory]"

@@ -21,6 +21,7 @@ from dilemmakit.attacks.base import AttackOptions, AttackSettings, Outcome, Role
 from dilemmakit.attacks.common import ask_target, attacker_step, judge_reply
 from dilemmakit.attacks.journal import Journal
 from dilemmakit.attacks.prompt_files import read_prompt, templates
+from dilemmakit.attacks.stages import single
 from dilemmakit.attacks.text import json_objects
 from dilemmakit.behaviors import Behavior
 from dilemmakit.config import option
@@ -28,6 +29,7 @@ from dilemmakit.judges import opens_with_refusal
 from dilemmakit.models.base import Message
 
 PROMPT, QUERY = "pair_prompt", "pair"
+STAGES = (single(PROMPT), single(QUERY))
 NO_HISTORY = "(none yet: this is the stream's first attempt)"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dilemmakit import resources
-from dilemmakit.attacks import option_fields
+from dilemmakit.attacks import option_fields, stage_table
 from dilemmakit.eval.summary import CISettings, SummaryRow
 from dilemmakit.report import svg
 from dilemmakit.report.collect import Artefact, ConversationView, ReportData, TurnView
@@ -27,33 +27,6 @@ _HEADERS = {
     "clas_score_ci": "CLAS 95% CI",
     "helper_failures": "helper failures",
 }
-
-STAGE_GROUPS = {
-    "clue": "setup",
-    "write_scenario": "setup",
-    "scenario": "scenario",
-    "pullback": "pullback",
-    "direct": "direct",
-}
-STAGE_LABELS = {
-    "setup": "setup",
-    "scenario": "scenario",
-    "pullback": "pull-back",
-    "followup": "follow-up",
-    "direct": "direct",
-}
-
-
-def stage_group(stage: str) -> str:
-    if stage.startswith("followup"):
-        return "followup"
-    return STAGE_GROUPS.get(stage, stage)
-
-
-def stage_label(stage: str) -> str:
-    if stage.startswith("followup_"):
-        return f"follow-up ({stage.split('_', 1)[1]})"
-    return {"write_scenario": "scenario draft", "pullback": "pull-back"}.get(stage, stage)
 
 
 def _pct(x: float) -> str:
@@ -493,7 +466,7 @@ def _extra_section(data: ReportData) -> str:
 
 
 def _turn_html(t: TurnView, unredacted: bool, harmful_texts: list[str]) -> str:
-    group = stage_group(t.stage)
+    group = stage_table().group(t.stage)
     if t.harmful and not unredacted:
         content = f'<pre class="content redacted">{escape(placeholder(t.content))}</pre>'
     elif t.quotes_harmful and not unredacted:
@@ -515,7 +488,7 @@ def _turn_html(t: TurnView, unredacted: bool, harmful_texts: list[str]) -> str:
     finish = t.meta.get("finish_reason") if t.role == "assistant" else None
     return (
         f'<li class="turn role-{escape(t.role)}" data-stage="{escape(group)}"><div class="thead">'
-        f'<span class="role">{escape(t.role)}</span><span class="stage">{escape(stage_label(t.stage))}</span> '
+        f'<span class="role">{escape(t.role)}</span><span class="stage">{escape(stage_table().label(t.stage))}</span> '
         f"#{t.idx}{' · ' + escape(str(finish)) if finish and finish != 'stop' else ''}</div>{content}"
         + (f'<div class="verdicts">{verdicts}</div>' if verdicts else "")
         + "</li>"
@@ -524,7 +497,7 @@ def _turn_html(t: TurnView, unredacted: bool, harmful_texts: list[str]) -> str:
 
 def _conversation_html(c: ConversationView, unredacted: bool) -> str:
     r = c.row
-    stages = sorted({stage_group(t.stage) for t in c.turns})
+    stages = sorted({stage_table().group(t.stage) for t in c.turns})
     attrs = (
         f'data-outcome="{c.outcome}" data-method="{escape(r.method)}" data-target="{escape(r.target)}" '
         f'data-category="{escape(r.category or "-")}" data-stages="{escape(" ".join(stages))}" data-id="{r.id}" '
@@ -558,10 +531,8 @@ def _select(ident: str, label: str, values: Iterable[str], labels: dict[str, str
 
 def _transcripts_section(data: ReportData, unredacted: bool) -> str:
     convs = data.conversations
-    stage_values = sorted(
-        {stage_group(t.stage) for c in convs for t in c.turns},
-        key=lambda s: list(STAGE_LABELS).index(s) if s in STAGE_LABELS else 99,
-    )
+    stages = stage_table()
+    stage_values = sorted({stages.group(t.stage) for c in convs for t in c.turns}, key=stages.sort_key)
     controls = (
         '<div class="controls">'
         '<label>search <input type="search" id="f-search" placeholder="behavior, text, judge…"></label>'
@@ -569,7 +540,7 @@ def _transcripts_section(data: ReportData, unredacted: bool) -> str:
         + _select("f-method", "method", sorted({c.row.method for c in convs}))
         + _select("f-target", "target", sorted({c.row.target for c in convs}))
         + _select("f-category", "category", sorted({c.row.category or "-" for c in convs}))
-        + _select("f-stage", "stage", stage_values, STAGE_LABELS)
+        + _select("f-stage", "stage", stage_values, stages.group_labels())
         + (_select("f-source", "run DB", data.sources) if len(data.sources) > 1 else "")
         + '<button id="expand-all" type="button">expand shown</button>'
         '<button id="collapse-all" type="button">collapse all</button>'

@@ -8,6 +8,7 @@ from typing import Literal, Protocol
 from dilemmakit.attacks.base import AttackOptions, AttackSettings, Outcome, Roles
 from dilemmakit.attacks.common import ask_target, attacker_step, is_judged_round, judge_reply
 from dilemmakit.attacks.journal import Journal
+from dilemmakit.attacks.stages import Stage, StageGroup, single
 from dilemmakit.attacks.trial.clue import Clue, extract_clue
 from dilemmakit.attacks.trial.followup import (
     ATTACKER,
@@ -24,6 +25,12 @@ from dilemmakit.config import option
 from dilemmakit.store.db import TurnRecord
 
 SCENARIO, PULLBACK = "scenario", "pullback"
+STAGES = (
+    StageGroup("setup", "setup", (Stage("clue"), Stage("write_scenario", "scenario draft"))),
+    single(SCENARIO),
+    single(PULLBACK, "pull-back"),
+    StageGroup("followup", "follow-up", (Stage("followup_", "follow-up"),)),  # followup_<case>
+)
 TEMPLATE, SKIP = "template", "skip"  # what a helper failure leads to (`--on-helper-failure`)
 
 
