@@ -32,11 +32,11 @@ from dilemmakit.calls import CallStats
 from dilemmakit.config import Config, identity_of, option
 from dilemmakit.errors import ModelCallError, UserError
 from dilemmakit.judges.instrumental import RULES_VERSION as INSTRUMENTAL_RULES
-from dilemmakit.judges.registry import build_judge, judge_identity, judges_help, split_judge_spec
+from dilemmakit.judges.registry import JudgeSpec, build_judge, judges_help, read_judge_spec
 from dilemmakit.loading import ModelPool, pool_scope, target_identity
 from dilemmakit.models.base import GenParams
 from dilemmakit.models.secrets import redact
-from dilemmakit.models.spec import parse_spec, spec_identity
+from dilemmakit.models.spec import ModelSpec, parse_spec
 from dilemmakit.progress import progress_bar
 from dilemmakit.store.db import RunStore
 
@@ -96,37 +96,19 @@ class CampaignConfig(Config):
         """Command-line options beyond the fields: every registered method's own (`attacks.registry`)."""
         return {name: field for name, (_, field) in option_fields().items()}
 
-    def identity(self) -> dict:
+    def identity(self, specs: RoleSpecs | None = None) -> dict:
         """What the run is, as each field declares (`option(identity=...)`): the method's options flat beside
         the campaign's. Within the model specs, transport options (timeout, concurrency, stream, ...) are left
-        out too (`ModelSpec.identity`)."""
-        data = {**identity_of(self), **identity_of(self.options)}
-        data.update(
-            **target_identity(self.target),
-            attacker=_role_identity(self.attacker),
-            helper=_role_identity(self.helper_spec),
-            judge=judge_identity(self.judge),
-        )
-        if split_judge_spec(self.judge)[0] == "instrumental":  # its verdicts end conversations: new rules, new run
-            data["judge_rules"] = INSTRUMENTAL_RULES
-        return data
+        out too (`ModelSpec.identity`). `specs`: the parsed role specs (read here when not given)."""
+        specs = specs or RoleSpecs.read(self)
+        return {**identity_of(self), **identity_of(self.options), **specs.identity()}
 
-    def run_config(self, identity: dict | None = None) -> dict:
+    def run_config(self, identity: dict | None = None, specs: RoleSpecs | None = None) -> dict:
         """What the run database keeps about the run: its identity, and the sampling each model role runs with
         (a local model's engine defaults filled in; an HTTP model's spec options, its server's defaults apply
         to the rest)."""
-        roles = {
-            "target": self.target,
-            "attacker": self.attacker,
-            "helper": self.helper_spec,
-            "judge": split_judge_spec(self.judge)[1],
-        }
-        sampling = {
-            role: parse_spec(spec).effective_sampling.as_dict()
-            for role, spec in roles.items()
-            if spec and spec != TEMPLATE
-        }
-        return {**(identity or self.identity()), "sampling": sampling}
+        specs = specs or RoleSpecs.read(self)
+        return {**(identity or self.identity(specs)), "sampling": specs.sampling()}
 
     @property
     def helper_spec(self) -> str:
@@ -148,22 +130,64 @@ class CampaignConfig(Config):
             attacker_params=GenParams(temperature=self.attacker_temperature, max_tokens=self.attacker_max_tokens),
         )
 
-    def check(self) -> None:
+    def check(self) -> RoleSpecs:
         """Check everything that needs no model, so a typo fails before minutes of loading (ranges and the
-        method are checked when the config is built)."""
-        parse_spec(self.target)
-        for spec in (self.attacker, self.helper_spec):
-            if spec != TEMPLATE:
-                parse_spec(spec)
-        _, judge_model = split_judge_spec(self.judge)
-        if judge_model:
-            parse_spec(judge_model)
+        method are checked when the config is built); returns the parsed role specs for the rest of the start."""
+        specs = RoleSpecs.read(self)
         prompt_book().framework(self.framework)
         build_attack(self.method, self.settings(), self.options)
+        return specs
 
 
-def _role_identity(spec: str) -> str:
-    return spec if spec == TEMPLATE else spec_identity(spec)
+@dataclass(frozen=True)
+class RoleSpecs:
+    """A campaign's model roles, each spec parsed once per start (`CampaignConfig.check` returns them): what the
+    run's identity, its stored sampling and the loaded roles are read from. attacker/helper: None for the template."""
+
+    target: ModelSpec
+    attacker: ModelSpec | None
+    helper: ModelSpec | None
+    judge: JudgeSpec
+
+    @classmethod
+    def read(cls, config: CampaignConfig) -> RoleSpecs:
+        """Parse the config's role specs; UserError names the first bad one (target, attacker, helper, judge)."""
+        return cls(
+            target=parse_spec(config.target),
+            attacker=None if config.attacker == TEMPLATE else parse_spec(config.attacker),
+            helper=None if config.helper_spec == TEMPLATE else parse_spec(config.helper_spec),
+            judge=read_judge_spec(config.judge),
+        )
+
+    def identity(self) -> dict:
+        """The roles' part of the run identity (reads a defense's weights, see `target_identity`)."""
+        data = {
+            **target_identity(self.target),
+            "attacker": _role_identity(self.attacker),
+            "helper": _role_identity(self.helper),
+            "judge": self.judge.identity,
+        }
+        if self.judge.prefix == "instrumental":  # its verdicts end conversations: new rules, new run
+            data["judge_rules"] = INSTRUMENTAL_RULES
+        return data
+
+    def sampling(self) -> dict:
+        """The sampling each model role runs with, by role (the template and offline judges have none)."""
+        models = {"target": self.target, "attacker": self.attacker, "helper": self.helper, "judge": self.judge.model}
+        return {role: spec.effective_sampling.as_dict() for role, spec in models.items() if spec is not None}
+
+    def load_roles(self, pool: ModelPool) -> Roles:
+        judge_model = None if self.judge.model is None else pool.get(self.judge.model)
+        return Roles(
+            target=pool.get(self.target),
+            judge=build_judge(self.judge, judge_model),
+            attacker=None if self.attacker is None else pool.get(self.attacker),
+            helper=None if self.helper is None else pool.get(self.helper),
+        )
+
+
+def _role_identity(spec: ModelSpec | None) -> str:
+    return TEMPLATE if spec is None else spec.identity
 
 
 @dataclass
@@ -193,7 +217,7 @@ async def run_campaign(
 ) -> CampaignResult:
     """Run (or resume) the campaign. `behaviors`, when given, is the set itself and `config.behaviors` only
     names it (it is part of the run's identity); otherwise the set is loaded from `config.behaviors`."""
-    config.check()
+    specs = config.check()
     if behaviors is None:
         behaviors = load_behaviors(
             config.behaviors,
@@ -206,12 +230,12 @@ async def run_campaign(
     attack = build_attack(config.method, config.settings(), config.options)
     console = console or Console(stderr=True)
     async with pool_scope(pool, api_key_env=config.api_key_env, concurrency=max(16, config.concurrency)) as pool:
-        roles = _build_roles(config, pool)
+        roles = specs.load_roles(pool)
         await pool.check_all()
         calls_before = pool.call_stats()
-        identity = config.identity()  # reads a defense's weights: once per start
+        identity = config.identity(specs)  # reads a defense's weights: once per start
         run_id = config.run_id(identity)
-        store.ensure_run(run_id, config.run_config(identity))
+        store.ensure_run(run_id, config.run_config(identity, specs))
         store.ensure_conversations(run_id, config.method, identity["target"], behaviors)
         wanted = {b.id: b for b in behaviors}
         rows = [c for c in store.conversations(run_id) if c.behavior_id in wanted]
@@ -286,14 +310,3 @@ def _calls_since(before: dict[str, CallStats], after: dict[str, CallStats]) -> d
     left out): a pool shared by several campaigns counts each campaign's own calls."""
     since = {name: now - before.get(name, CallStats()) for name, now in after.items()}
     return {name: delta for name, delta in since.items() if delta.calls}
-
-
-def _build_roles(config: CampaignConfig, pool: ModelPool) -> Roles:
-    _, judge_model_spec = split_judge_spec(config.judge)
-    judge_model = pool.get(judge_model_spec) if judge_model_spec else None
-    return Roles(
-        target=pool.get(config.target),
-        judge=build_judge(config.judge, judge_model),
-        attacker=None if config.attacker == TEMPLATE else pool.get(config.attacker),
-        helper=None if config.helper_spec == TEMPLATE else pool.get(config.helper_spec),
-    )

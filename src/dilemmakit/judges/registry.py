@@ -8,6 +8,7 @@ spec is parsed: `strongreject:openai:gpt-4o@https://host/v1?threshold=0.75`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode
 
 from dilemmakit.errors import UserError
@@ -17,7 +18,7 @@ from dilemmakit.judges.llm import RUBRICS, LLMJudge
 from dilemmakit.judges.refusal import ComplianceJudge, RefusalJudge
 from dilemmakit.models.base import ChatModel
 from dilemmakit.models.secrets import redact
-from dilemmakit.models.spec import spec_identity
+from dilemmakit.models.spec import ModelSpec, parse_spec
 
 
 def _classifier() -> Judge:
@@ -83,22 +84,43 @@ def split_judge_spec(text: str) -> tuple[str, str | None]:
     return prefix, model_spec
 
 
+@dataclass(frozen=True)
+class JudgeSpec:
+    """A judge spec read whole: its prefix, its model's parsed spec (None for an offline judge; the judge's own
+    options taken out of it) and those options."""
+
+    prefix: str
+    model: ModelSpec | None = None
+    options: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def identity(self) -> str:
+        """The judge as runs record it (its verdicts are stored under this name): the model spec's identity
+        (`ModelSpec.identity`: no transport options) with the judge's own options."""
+        if self.model is None:
+            return self.prefix
+        identity = self.model.identity
+        if self.options:
+            identity += ("&" if "?" in identity else "?") + urlencode(sorted(self.options.items()))
+        return f"{self.prefix}:{identity}"
+
+
+def read_judge_spec(text: str) -> JudgeSpec:
+    """Parse a judge spec and its model spec (`parse_judge_spec`, `parse_spec`): UserError when either is bad."""
+    prefix, model_spec, options = parse_judge_spec(text)
+    return JudgeSpec(prefix, None if model_spec is None else parse_spec(model_spec), options)
+
+
 def judge_identity(text: str) -> str:
-    """The judge as runs record it (its verdicts are stored under this name): the model spec's identity
-    (`ModelSpec.identity`: no transport options) with the judge's own options."""
-    prefix, model_spec, options = parse_judge_spec(text)
-    if model_spec is None:
-        return prefix
-    identity = spec_identity(model_spec)
-    if options:
-        identity += ("&" if "?" in identity else "?") + urlencode(sorted(options.items()))
-    return f"{prefix}:{identity}"
+    """The identity of a judge spec string (see `JudgeSpec.identity`)."""
+    return read_judge_spec(text).identity
 
 
-def build_judge(text: str, model: ChatModel | None) -> Judge:
-    prefix, model_spec, options = parse_judge_spec(text)
-    if model_spec is None:
-        return OFFLINE_JUDGES[prefix]()
+def build_judge(spec: JudgeSpec | str, model: ChatModel | None) -> Judge:
+    """The judge a spec names; `model` is its loaded model (None for an offline judge)."""
+    spec = read_judge_spec(spec) if isinstance(spec, str) else spec
+    if spec.model is None:
+        return OFFLINE_JUDGES[spec.prefix]()
     assert model is not None
-    threshold = float(options["threshold"]) if "threshold" in options else None
-    return LLMJudge(model, RUBRICS[prefix], name=judge_identity(text), threshold=threshold)
+    threshold = float(spec.options["threshold"]) if "threshold" in spec.options else None
+    return LLMJudge(model, RUBRICS[spec.prefix], name=spec.identity, threshold=threshold)
