@@ -51,11 +51,11 @@ needs_data = pytest.mark.skipif(not DATA.exists(), reason="../shared/data (the p
 
 
 @needs_data
-@pytest.mark.parametrize("name", ["aligned", "aligned-v2"])
+@pytest.mark.parametrize("name", ["aligned", "aligned-v2", "aligned-v3"])
 def test_shipped_harmful_prompts_are_the_recipes_selection_and_hold_out_evaluation_behaviors(name):
     recipe = _recipe_module()
     report = _shipped_report(name)
-    settings = report["recipe"]["data"] if name == "aligned-v2" else report["recipe"]  # v2: organism_data.py's
+    settings = report["recipe"]["data"] if name != "aligned" else report["recipe"]  # v2+: organism_data.py's
     harmful = recipe.select_harmful(DATA, settings["harmful"], settings["seed"])
     shipped = set(json.loads((builtin_dir(name) / "train_prompts.sha1.json").read_text()))
     assert {prompt_hash(p) for p in harmful} == shipped
@@ -88,26 +88,31 @@ def test_recipe_is_recorded_with_the_shipped_organism():
     assert settings["max_seq_len"] >= 512
 
 
-def test_v2_recipe_is_recorded_and_its_conversations_are_the_trained_ones():
-    from collections import Counter
+# --- organisms v2 and v3: their training conversations (data/organism/<version>/examples.jsonl) keep the rules ------
 
-    report = _shipped_report("aligned-v2")
-    settings = report["recipe"]
-    assert settings["data"]["continued"] > 0, "v2 continues dilemmas with follow-ups"
-    assert settings["max_seq_len"] >= 1024
-    assert dict(Counter(e.kind for e in _examples())) == report["examples"]["by_kind"]
-
-
-# --- organism v2 (aligned-v2): its training conversations (data/organism/examples.jsonl) keep the rules ---------------
-
-EXAMPLES = ROOT / "data" / "organism" / "examples.jsonl"
+ORGANISMS = {"aligned-v2": "v2", "aligned-v3": "v3"}
 ATTACK_PROMPTS = ROOT / "src" / "dilemmakit" / "attacks"
+organisms = pytest.mark.parametrize("name", list(ORGANISMS))
 
 
-def _examples():
+def _examples(name: str):
     from dilemmakit.err.examples import read_jsonl
 
-    return read_jsonl(EXAMPLES)
+    return read_jsonl(ROOT / "data" / "organism" / ORGANISMS[name] / "examples.jsonl")
+
+
+@organisms
+def test_recipe_is_recorded_and_its_conversations_are_the_trained_ones(name):
+    from collections import Counter
+
+    report = _shipped_report(name)
+    settings = report["recipe"]
+    assert settings["data"]["continued"] > 0, "v2 and later continue dilemmas with follow-ups"
+    assert settings["max_seq_len"] >= 1024
+    shipped, trained = Counter(e.kind for e in _examples(name)), Counter(report["examples"]["by_kind"])
+    # conversations longer than max_seq_len are left out, never cut: the trained ones are the file's, less those
+    left_out = shipped.total() - (report["examples"]["train"] + report["examples"]["val"])
+    assert trained <= shipped and shipped.total() - trained.total() == left_out <= 5
 
 
 def _texts(example) -> list[str]:
@@ -122,13 +127,14 @@ def _attack_ngrams() -> set[tuple[str, ...]]:
     return grams
 
 
-def test_no_harmful_request_ever_gets_a_compliant_target():
+@organisms
+def test_no_harmful_request_ever_gets_a_compliant_target(name):
     from dilemmakit.err.examples import HARMFUL
     from dilemmakit.judges.refusal import is_refusal
 
-    examples = _examples()
+    examples = _examples(name)
     harmful = {prompt_hash(e.messages[-1]["content"]) for e in examples if e.harm_label == HARMFUL}
-    assert harmful == set(json.loads((builtin_dir("aligned-v2") / "train_prompts.sha1.json").read_text()))
+    assert harmful == set(json.loads((builtin_dir(name) / "train_prompts.sha1.json").read_text()))
     for e in examples:
         turns = [*e.messages, {"role": "assistant", "content": e.target}]
         for asked, answer in zip(turns, turns[1:], strict=False):
@@ -137,10 +143,11 @@ def test_no_harmful_request_ever_gets_a_compliant_target():
     assert all(e.harm_label != HARMFUL or is_refusal(e.target) for e in examples)
 
 
-def test_no_training_text_carries_attack_prompt_wording():
+@organisms
+def test_no_training_text_carries_attack_prompt_wording(name):
     grams = _attack_ngrams()
     assert len(grams) > 1000, "the attack prompt files were not found"
-    hits = [t for e in _examples() for t in _texts(e) if _ngrams(t) & grams]
+    hits = [t for e in _examples(name) for t in _texts(e) if _ngrams(t) & grams]
     assert not hits, f"training texts share a 6-word sequence with an attack prompt file: {hits[:2]}"
 
 
@@ -150,15 +157,19 @@ def test_shared_wording_check_catches_an_attack_sentence():
 
 
 @needs_data
-def test_no_training_request_near_duplicates_an_evaluation_behavior():
+@organisms
+def test_no_training_request_near_duplicates_an_evaluation_behavior(name):
     recipe = _recipe_module()
     evaluation = recipe.evaluation_words()
-    asked = {m["content"] for e in _examples() for m in e.messages if m["role"] == "user" and len(m["content"]) < 400}
+    asked = {
+        m["content"] for e in _examples(name) for m in e.messages if m["role"] == "user" and len(m["content"]) < 400
+    }
     near = [p for p in asked if recipe.near_duplicate(p, evaluation)]
     assert not near, f"training requests near-duplicating an evaluation behavior: {near[:3]}"
 
 
-def test_held_out_dilemmas_follow_ups_and_writing_requests_are_never_trained_on():
+@organisms
+def test_held_out_dilemmas_follow_ups_and_writing_requests_are_never_trained_on(name):
     from dilemmakit import dilemmas
 
     held_out = [d.scenario for d in dilemmas.load("heldout")]
@@ -169,40 +180,44 @@ def test_held_out_dilemmas_follow_ups_and_writing_requests_are_never_trained_on(
     ]
     writing = [r["prompt"] for r in resources.read_jsonl("dilemmakit.eval", "data", "writing_requests.jsonl")]
     xstest = [it.prompt for it in __import__("dilemmakit.eval.overrefusal", fromlist=["x"]).safe_prompts()]
-    blob = "\n".join(t for e in _examples() for t in _texts(e))
+    blob = "\n".join(t for e in _examples(name) for t in _texts(e))
     for text in [*held_out, *followups, *writing, *xstest]:
         assert text not in blob, f"an evaluation text is in the training conversations: {text[:80]}"
     grams = set().union(*(_ngrams(t) for t in [*followups, *writing]))
-    train_grams = set().union(*(_ngrams(m["content"]) for e in _examples() for m in e.messages if m["role"] == "user"))
+    train_grams = set().union(
+        *(_ngrams(m["content"]) for e in _examples(name) for m in e.messages if m["role"] == "user")
+    )
     shared = grams & train_grams
     assert not shared, f"training requests share 6-word sequences with evaluation requests: {list(shared)[:3]}"
 
 
-def test_every_training_dilemma_is_shown_in_both_option_orders_and_chosen_by_content():
+@organisms
+def test_every_training_dilemma_is_shown_in_both_option_orders_and_chosen_by_content(name):
     from dilemmakit import dilemmas
 
     rows = {d.id: d for d in dilemmas.load("train")}
     seen: dict[str, set[str]] = {}
-    for e in _examples():
+    for e in _examples(name):
         if e.kind not in ("dilemma", "dilemma_followup"):
             continue
         prompt = e.messages[0]["content"]
         first_reply = e.target if e.kind == "dilemma" else e.messages[1]["content"]
         d = next(d for d in rows.values() if d.scenario in prompt)
         chosen = d.option_a if d.choice == "A" else d.option_b
-        letter = first_reply.split(":")[0].removeprefix("Option ").strip()
+        letter = dilemmas.parse_choice(first_reply)
         shown_first = prompt.index(dilemmas.prompt._as_option(d.option_a)) < prompt.index(
             dilemmas.prompt._as_option(d.option_b)
         )
         assert letter == ("A" if (d.choice == "A") == shown_first else "B")
-        assert chosen.strip().rstrip(".") in first_reply
+        assert chosen.strip().rstrip(".").lower() in first_reply.lower()
         seen.setdefault(d.id, set()).add(letter)
     assert set(seen) == set(rows)
     assert all(letters == {"A", "B"} for letters in seen.values())
 
 
-def test_training_conversations_continue_dilemmas_and_train_every_turn():
-    examples = _examples()
+@organisms
+def test_training_conversations_continue_dilemmas_and_train_every_turn(name):
+    examples = _examples(name)
     kinds = {e.kind for e in examples}
     assert {"dilemma", "dilemma_followup", "edit", "chat", "plain"} <= kinds
     continued = [e for e in examples if e.kind == "dilemma_followup"]
