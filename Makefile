@@ -36,8 +36,9 @@ llamacpp: setup
 model-qwen: setup
 	$(BIN)/dilemma models install qwen-coder-1.5b
 
+# sizes chosen to fit 15 minutes on 2 idle cores (the defaults took 17:12)
 demo-real: setup
-	$(BIN)/dilemma demo --target real-qwen --run-dir runs/demo-real
+	$(BIN)/dilemma demo --target real-qwen --dilemma-limit 10 --followthrough-limit 5 --run-dir runs/demo-real
 
 test: setup browser lint
 	# pytest exit 5 (no tests collected) must fail, never pass silently.
