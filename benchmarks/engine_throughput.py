@@ -17,6 +17,11 @@ own OpenMP settings (this package sets OMP_WAIT_POLICY=PASSIVE for torch, which 
 
     .venv/bin/python benchmarks/engine_throughput.py [--variants embedded,embedded?quant=int8]
         [--new-tokens 64] [--batch 32] [--single 4] [--agreement 16]
+    .venv/bin/python benchmarks/engine_throughput.py --gguf qwen-coder-1.5b --single 1 --batch 4 --new-tokens 16
+
+`--gguf` takes another GGUF (a path, or a model installed by `dilemma models install`): llama.cpp runs that file,
+and our engine its transformers copy (dequantized to float32 once, cached like the embedded model's), so the
+real model `real-qwen` is compared engine against engine.
     pip install -e '.[bench]'   # llama-cpp-python (compiles from source: ~20 min on 2 cores)
 """
 
@@ -219,6 +224,19 @@ class LlamaServer:
         self.proc.wait(timeout=30)
 
 
+def other_gguf(name: str) -> Path:
+    """A GGUF path, or the file of a model installed with `dilemma models install NAME`."""
+    if Path(name).is_file():
+        return Path(name)
+    from dilemmakit.llamacpp.catalog import get_model
+    from dilemmakit.llamacpp.install import installed_gguf
+
+    path = installed_gguf(get_model(name))
+    if path is None:
+        raise SystemExit(f"{name}: not installed (dilemma models install {name})")
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default="embedded,embedded?quant=int8", help="comma-separated model specs")
@@ -228,25 +246,29 @@ def main() -> None:
     parser.add_argument("--agreement", type=int, default=16, help="prompts for the quality comparison (0: skip)")
     parser.add_argument("--with-generate", action="store_true", help="also time transformers generate() batched")
     parser.add_argument("--llama-server", default=shutil.which("llama-server"), help="llama.cpp server binary")
+    parser.add_argument(
+        "--gguf", help="another GGUF: a path or an installed model's name (default: the embedded model)"
+    )
     args = parser.parse_args()
 
     import torch
 
     from dilemmakit.engine.batching import BatchingEngine
     from dilemmakit.loading import load_weights
-    from dilemmakit.loading.embedded import locate_gguf
+    from dilemmakit.loading.embedded import dequantized_copy, locate_gguf
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
+    gguf = locate_gguf() if args.gguf is None else other_gguf(args.gguf)
+    variants = args.variants if args.gguf is None else f"hf:{dequantized_copy(gguf)}?dtype=float32"
     engines = {}
-    for spec in args.variants.split(","):
+    for spec in variants.split(","):
         loaded = load_weights(spec, generation=True)
         # no prefix cache: the same prompts recur across the measurements, and each should be prefilled anew
         engines[spec] = BatchingEngine(loaded.model, loaded.tokenizer, max_batch=args.batch, prefix_cache_mb=0)
-    gguf = locate_gguf()
     if not args.llama_server:
         print("llama-server: skipped, no llama.cpp server binary on PATH (build llama.cpp or pass --llama-server)")
 
@@ -268,14 +290,14 @@ def main() -> None:
             )
         if llama_runs:
             rates["llama-cpp-python", concurrency] = report(
-                "llama-cpp-python (Q4_1 GGUF, own process)", *llama_runs[0 if concurrency == 1 else 1]
+                f"llama-cpp-python ({gguf.name}, own process)", *llama_runs[0 if concurrency == 1 else 1]
             )
         if args.llama_server:
             server = LlamaServer(args.llama_server, gguf, concurrency, args.new_tokens)
             try:
                 server.run(prompts(1), 4)  # warm-up
                 rates["llama-server", concurrency] = report(
-                    f"llama-server -np {concurrency} (Q4_1 GGUF)", *server.run(batch, args.new_tokens)
+                    f"llama-server -np {concurrency} ({gguf.name})", *server.run(batch, args.new_tokens)
                 )
             finally:
                 server.close()
