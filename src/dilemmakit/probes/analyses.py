@@ -6,7 +6,7 @@ the only place a record becomes probe.json's section; its keys and their order a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 PerSet = dict[str, list[float]]  # set name -> one value per layer
@@ -128,12 +128,7 @@ class DirectionAnalysis:
     mean_difference_norm: list[float]
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "rho_mean": self.rho_mean,
-            "rho_std": self.rho_std,
-            "rho_relative": self.rho_relative,
-            "mean_difference_norm": self.mean_difference_norm,
-        }
+        return asdict(self)  # the fields, in order, are the section
 
 
 @dataclass
@@ -145,7 +140,7 @@ class LensAnalysis:
     p_refuse_median: PerSet
 
     def as_json(self) -> dict[str, Any]:
-        return {"tokens": self.tokens, "p_refuse": self.p_refuse, "p_refuse_median": self.p_refuse_median}
+        return asdict(self)  # the fields, in order, are the section
 
 
 @dataclass
@@ -174,12 +169,7 @@ class TrajectoryAnalysis:
     successful_only: bool
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "layers": self.layers,
-            "conversations": self.conversations,
-            "mean_by_turn": self.mean_by_turn,
-            "successful_only": self.successful_only,
-        }
+        return asdict(self)  # the fields, in order, are the section
 
 
 @dataclass
