@@ -36,7 +36,11 @@ OFFLINE_JUDGES: dict[str, Callable[[], Judge]] = {
 LLM_JUDGE_PREFIXES = tuple(RUBRICS)
 JUDGE_OPTIONS = ("threshold",)
 JUDGE_HELP = (
-    "use 'instrumental', 'refusal', 'compliance', 'classifier' or '<" + "|".join(LLM_JUDGE_PREFIXES) + ">:<model spec>'"
+    "use "
+    + ", ".join(f"'{name}'" for name in OFFLINE_JUDGES)
+    + " or '<"
+    + "|".join(LLM_JUDGE_PREFIXES)
+    + ">:<model spec>'"
 )
 
 
