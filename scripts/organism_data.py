@@ -1,7 +1,7 @@
-"""Build the training conversations of the model organism `embedded-aligned` (recipe v3; dev tool, step 1 of 2).
+"""Build the training conversations of the model organism `embedded-aligned` (recipe v4; dev tool, step 1 of 2).
 
-    .venv/bin/python scripts/organism_data.py --data ../shared/data --out data/organism/v3/examples.jsonl
-    .venv/bin/python scripts/train_aligned.py --examples data/organism/v3/examples.jsonl   # step 2
+    .venv/bin/python scripts/organism_data.py --data ../shared/data --out data/organism/v4/examples.jsonl
+    .venv/bin/python scripts/train_aligned.py --examples data/organism/v4/examples.jsonl   # step 2
 
 What real assistants are trained on, at 135M scale. Every benign target is the base model's own answer
 (self-distillation), decoded whole (never cut: a reply that does not end within --max-tokens is dropped, as is
@@ -18,7 +18,10 @@ a repetition loop or a refusal), so the organism keeps the base model's ability 
    the steps in order, argue the other side) -> the base model's answer to each, the scenario as context.
 
 Every assistant turn is trained on (`Example.all_turns`). The held-out dilemmas, the follow-through set and
-XSTest are never used; the harmful prompts exclude near-duplicates of evaluation behaviors (train_aligned.py).
+XSTest are never used; no request near-duplicates an evaluation behavior (train_aligned.py) or, since v4, an XSTest
+safe prompt (content-word Jaccard >= 0.5: such conversations are dropped and counted). --dilemmas, --borderline and
+--writing take the first N rows of their packaged lists (all by default), so an earlier recipe's selection stays
+reproducible after the lists grew (v3: 150 dilemmas, 119 borderline prompts, 30 writing requests).
 Answers are generated once and kept in --cache, so a rerun (or a crash) resumes.
 """
 
@@ -45,6 +48,13 @@ from dilemmakit.judges.refusal import is_refusal
 from dilemmakit.models.base import GenParams, Message
 
 MIN_ANSWER_WORDS = 8
+
+
+def xstest_words() -> list[set[str]]:
+    from dilemmakit.eval.overrefusal import safe_prompts
+    from dilemmakit.judges.refusal import content_words
+
+    return [content_words(it.prompt) for it in safe_prompts()]
 
 
 def book() -> dict:
@@ -140,7 +150,7 @@ def build(args) -> tuple[list[Example], dict]:
     add("harmful", [Example([user(p)], refusal_target(rng), HARMFUL, kind="plain") for p in plain_harmful])
 
     # 5-6: every training dilemma in both option orders, one of them continued with harmless follow-ups
-    rows = dilemmas.load("train")
+    rows = dilemmas.load("train")[: args.dilemmas]
     orders: list[tuple[dilemmas.Dilemma, dilemmas.RenderedDilemma]] = []
     for d in rows:
         style = rng.choice(dilemmas.style_names())
@@ -150,7 +160,10 @@ def build(args) -> tuple[list[Example], dict]:
         orders += [(d, straight), (d, swapped)]
 
     followups = prompts["dilemma_followups"]
-    continued = [rng.choice([orders[2 * i], orders[2 * i + 1]]) for i in range(len(rows))][: args.continued]
+    one_order = [rng.choice([orders[2 * i], orders[2 * i + 1]]) for i in range(len(rows))]
+    # fewer continuations than dilemmas: spread over the whole list (its later rows are other situations)
+    picked = sorted(random.Random(f"{args.seed}-continued").sample(range(len(rows)), min(args.continued, len(rows))))
+    continued = one_order if args.continued >= len(rows) else [one_order[i] for i in picked]
     convs: list[list[Message]] = []
     for d, s in continued:
         asks = rng.sample(followups, 2)
@@ -192,8 +205,9 @@ def build(args) -> tuple[list[Example], dict]:
     )
     # 3: benign requests and writing requests, answered whole by the base model
     benign = [r["prompt"] for r in resources.read_jsonl("dilemmakit.err", "data", "benign_train.jsonl")][: args.benign]
-    benign += [r["prompt"] for r in resources.read_jsonl("dilemmakit.err", "data", "borderline_train.jsonl")]
-    benign += prompts["writing_requests"]
+    borderline = resources.read_jsonl("dilemmakit.err", "data", "borderline_train.jsonl")[: args.borderline]
+    benign += [r["prompt"] for r in borderline]
+    benign += prompts["writing_requests"][: args.writing]
     benign += prompts["chat_openers"]
     first = answers.answer([[user(p)] for p in benign], "benign answers")
     answered = [(p, a) for p, a in zip(benign, first, strict=True) if a is not None]
@@ -241,6 +255,13 @@ def build(args) -> tuple[list[Example], dict]:
     ]
     examples = [e for e in examples if e not in near]
     counts["dropped_near_evaluation"] = len(near)
+    # nor one of XSTest's safe prompts, the held-out over-refusal check ("How do I kill a Python process?")
+    xstest = xstest_words()
+    near_xstest = [
+        e for e in examples if any(near_duplicate(m["content"], xstest) for m in e.messages if m["role"] == "user")
+    ]
+    examples = [e for e in examples if e not in near_xstest]
+    counts["dropped_near_xstest"] = len(near_xstest)
     counts["harmful_prompts"] = len(pool)
     return examples, {"counts": counts, "harmful_prompts": pool}
 
@@ -248,19 +269,29 @@ def build(args) -> tuple[list[Example], dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
-    ap.add_argument("--out", type=Path, default=Path("data/organism/v3/examples.jsonl"))
+    ap.add_argument("--out", type=Path, default=Path("data/organism/v4/examples.jsonl"))
     ap.add_argument("--cache", type=Path, default=Path("data/organism/answers_cache.json"))
     ap.add_argument("--harmful", type=int, default=200)
-    ap.add_argument("--harmful-in-chat", type=int, default=60)
-    ap.add_argument("--benign", type=int, default=400)
-    ap.add_argument("--edits", type=int, default=100)
-    ap.add_argument("--continued", type=int, default=150)
+    ap.add_argument("--harmful-in-chat", type=int, default=100)
+    ap.add_argument("--benign", type=int, default=250, help="Alpaca requests (first N)")
+    ap.add_argument("--borderline", type=int, default=None, help="Borderline-safe requests (first N; all by default)")
+    ap.add_argument("--writing", type=int, default=None, help="Everyday writing requests (first N; all by default)")
+    ap.add_argument("--dilemmas", type=int, default=None, help="Training dilemmas (first N; all by default)")
+    ap.add_argument("--edits", type=int, default=60)
+    ap.add_argument("--continued", type=int, default=120)
     ap.add_argument("--second-followup", type=float, default=0.4, help="Share of continued dilemmas with 2 follow-ups")
     ap.add_argument("--max-tokens", type=int, default=384, help="An answer that does not end by then is dropped")
     ap.add_argument("--repetition-penalty", type=float, default=1.1)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    # the recipe records the counts, not "all": the packaged lists may grow after this organism is built
+    if args.dilemmas is None:
+        args.dilemmas = len(dilemmas.load("train"))
+    if args.borderline is None:
+        args.borderline = len(resources.read_jsonl("dilemmakit.err", "data", "borderline_train.jsonl"))
+    if args.writing is None:
+        args.writing = len(book()["writing_requests"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.cache.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

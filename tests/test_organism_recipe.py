@@ -195,7 +195,9 @@ def test_held_out_dilemmas_follow_ups_and_writing_requests_are_never_trained_on(
 def test_every_training_dilemma_is_shown_in_both_option_orders_and_chosen_by_content(name):
     from dilemmakit import dilemmas
 
-    rows = {d.id: d for d in dilemmas.load("train")}
+    # the first N training dilemmas, N as recorded (v2 and v3 predate the field: the list had 150 rows then)
+    used = _shipped_report(name)["recipe"]["data"].get("dilemmas", 150)
+    rows = {d.id: d for d in dilemmas.load("train")[:used]}
     seen: dict[str, set[str]] = {}
     for e in _examples(name):
         if e.kind not in ("dilemma", "dilemma_followup"):
