@@ -227,3 +227,29 @@ def test_training_conversations_continue_dilemmas_and_train_every_turn(name):
     from dilemmakit.judges.degenerate import is_degenerate
 
     assert not [e.target for e in examples if is_degenerate(e.target)]
+
+
+def test_organism_templates_share_no_wording_with_evaluation_or_attack_prompts():
+    """The training templates themselves (before any conversation is built from them): no 6-word sequence of an
+    attack prompt file, the held-out writing requests or the follow-through follow-ups; no near-duplicate of an
+    evaluation behavior or an XSTest safe prompt."""
+    from dilemmakit.eval.overrefusal import safe_prompts
+    from dilemmakit.judges.refusal import content_words
+
+    book = resources.read_json("dilemmakit.err", "prompts", "organism.json")
+    texts = [t for key, items in book.items() if not key.startswith("_") for t in items]
+    assert len(texts) >= 150
+    followups = [
+        f
+        for row in resources.read_jsonl("dilemmakit.dilemmas", "data", "followthrough.jsonl")
+        for f in row["followups"]
+    ]
+    writing = [r["prompt"] for r in resources.read_jsonl("dilemmakit.eval", "data", "writing_requests.jsonl")]
+    held_out = set().union(*(_ngrams(t) for t in [*followups, *writing])) | _attack_ngrams()
+    shared = [t for t in texts if _ngrams(t) & held_out]
+    assert not shared, f"organism templates share a 6-word sequence with an evaluation or attack prompt: {shared[:3]}"
+    recipe = _recipe_module()
+    evaluation = recipe.evaluation_words()
+    evaluation += [content_words(it.prompt) for it in safe_prompts()]
+    near = [t for t in texts if recipe.near_duplicate(t, evaluation)]
+    assert not near, f"organism templates near-duplicating an evaluation prompt: {near[:3]}"
