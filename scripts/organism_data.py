@@ -21,7 +21,9 @@ Every assistant turn is trained on (`Example.all_turns`). The held-out dilemmas,
 XSTest are never used; no request near-duplicates an evaluation behavior (train_aligned.py) or, since v4, an XSTest
 safe prompt (content-word Jaccard >= 0.5: such conversations are dropped and counted). --dilemmas, --borderline and
 --writing take the first N rows of their packaged lists (all by default), so an earlier recipe's selection stays
-reproducible after the lists grew (v3: 150 dilemmas, 119 borderline prompts, 30 writing requests).
+reproducible after the lists grew (v3: 150 dilemmas, 119 borderline prompts, 30 writing requests). A conversation
+whose request shares a 6-word sequence with a held-out request is dropped too (added after v4 was trained: one
+v4 follow-up did; the conversations each organism was trained on stay in data/organism/<version>/).
 Answers are generated once and kept in --cache, so a rerun (or a crash) resumes.
 """
 
@@ -31,6 +33,7 @@ import argparse
 import hashlib
 import json
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -55,6 +58,23 @@ def xstest_words() -> list[set[str]]:
     from dilemmakit.judges.refusal import content_words
 
     return [content_words(it.prompt) for it in safe_prompts()]
+
+
+def ngrams(text: str, n: int = 6) -> set[tuple[str, ...]]:
+    tokens = re.findall(r"[a-z0-9']+", text.lower())
+    return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def evaluation_request_ngrams() -> set[tuple[str, ...]]:
+    """Every 6-word sequence of the held-out requests a training request must not share: the follow-through set's
+    follow-ups and the everyday writing check."""
+    followups = [
+        f
+        for row in resources.read_jsonl("dilemmakit.dilemmas", "data", "followthrough.jsonl")
+        for f in row["followups"]
+    ]
+    writing = [r["prompt"] for r in resources.read_jsonl("dilemmakit.eval", "data", "writing_requests.jsonl")]
+    return set().union(*(ngrams(t) for t in [*followups, *writing]))
 
 
 def book() -> dict:
@@ -262,6 +282,17 @@ def build(args) -> tuple[list[Example], dict]:
     ]
     examples = [e for e in examples if e not in near_xstest]
     counts["dropped_near_xstest"] = len(near_xstest)
+    # a follow-up template filled with a name that a held-out dilemma also uses ("Now write the short note Zoe
+    # leaves for ...") would share wording with a held-out request; found after v4 was trained on one such turn
+    held_out = evaluation_request_ngrams()
+    sharing = [e for e in examples if any(ngrams(m["content"]) & held_out for m in e.messages if m["role"] == "user")]
+    examples = [e for e in examples if e not in sharing]
+    examples += [
+        Example(e.messages[:1], e.messages[1]["content"], BENIGN, kind="dilemma", all_turns=True)
+        for e in sharing
+        if e.kind == "dilemma_followup" and not ngrams(e.messages[0]["content"]) & held_out
+    ]
+    counts["dropped_shared_wording"] = len(sharing)
     counts["harmful_prompts"] = len(pool)
     return examples, {"counts": counts, "harmful_prompts": pool}
 

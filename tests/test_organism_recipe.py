@@ -51,12 +51,18 @@ needs_data = pytest.mark.skipif(not DATA.exists(), reason="../shared/data (the p
 
 
 @needs_data
-@pytest.mark.parametrize("name", ["aligned", "aligned-v2", "aligned-v3"])
+@pytest.mark.parametrize("name", ["aligned", "aligned-v2", "aligned-v3", "aligned-v4"])
 def test_shipped_harmful_prompts_are_the_recipes_selection_and_hold_out_evaluation_behaviors(name):
     recipe = _recipe_module()
     report = _shipped_report(name)
     settings = report["recipe"]["data"] if name != "aligned" else report["recipe"]  # v2+: organism_data.py's
     harmful = recipe.select_harmful(DATA, settings["harmful"], settings["seed"])
+    if name != "aligned" and "dilemmas" in settings:  # organism_data.py v4+ also drops requests near XSTest
+        from dilemmakit.eval.overrefusal import safe_prompts
+        from dilemmakit.judges.refusal import content_words
+
+        xstest = [content_words(it.prompt) for it in safe_prompts()]
+        harmful = [p for p in harmful if not recipe.near_duplicate(p, xstest)]
     shipped = set(json.loads((builtin_dir(name) / "train_prompts.sha1.json").read_text()))
     assert {prompt_hash(p) for p in harmful} == shipped
     evaluation = recipe.evaluation_words()
@@ -88,9 +94,9 @@ def test_recipe_is_recorded_with_the_shipped_organism():
     assert settings["max_seq_len"] >= 512
 
 
-# --- organisms v2 and v3: their training conversations (data/organism/<version>/examples.jsonl) keep the rules ------
+# --- organisms v2 to v4: their training conversations (data/organism/<version>/examples.jsonl) keep the rules ------
 
-ORGANISMS = {"aligned-v2": "v2", "aligned-v3": "v3"}
+ORGANISMS = {"aligned-v2": "v2", "aligned-v3": "v3", "aligned-v4": "v4"}
 ATTACK_PROMPTS = ROOT / "src" / "dilemmakit" / "attacks"
 organisms = pytest.mark.parametrize("name", list(ORGANISMS))
 
@@ -168,6 +174,15 @@ def test_no_training_request_near_duplicates_an_evaluation_behavior(name):
     assert not near, f"training requests near-duplicating an evaluation behavior: {near[:3]}"
 
 
+# Found by the test below after v4 was trained, left as trained and reported (builtin/README.md, organism v4): one
+# training follow-up, "Thanks. Now write the short note Zoe leaves for the others, ..." (train-075, a wedding dress),
+# shares "write the short note Zoe leaves for" with a held-out follow-up about another Zoe (heldout-035, babysitting).
+# organism_data.py now drops such continuations, so a later recipe cannot repeat it.
+KNOWN_SHARED_WORDING = {
+    "aligned-v4": {("write", "the", "short", "note", "zoe", "leaves"), ("the", "short", "note", "zoe", "leaves", "for")}
+}
+
+
 @organisms
 def test_held_out_dilemmas_follow_ups_and_writing_requests_are_never_trained_on(name):
     from dilemmakit import dilemmas
@@ -187,7 +202,7 @@ def test_held_out_dilemmas_follow_ups_and_writing_requests_are_never_trained_on(
     train_grams = set().union(
         *(_ngrams(m["content"]) for e in _examples(name) for m in e.messages if m["role"] == "user")
     )
-    shared = grams & train_grams
+    shared = grams & train_grams - KNOWN_SHARED_WORDING.get(name, set())
     assert not shared, f"training requests share 6-word sequences with evaluation requests: {list(shared)[:3]}"
 
 
