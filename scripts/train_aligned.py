@@ -17,7 +17,8 @@ HarmBench: content-word Jaccard >= 0.5) are dropped, and exact ones are held out
 follow-through set are never trained on. The recipe is fixed before TRIAL is measured on the result; tuning looks
 only at the pre-registered checks (scripts/organism_checks.py).
 
-Conversations longer than --max-seq-len are left out rather than cut. Adapters (rank 16 since v4; 8 before) sit on the top 8 of 30 layers.
+Conversations longer than --max-seq-len are left out rather than cut. Adapters (rank 16 since v4; 8 before) sit on
+the top 8 of 30 layers.
 """
 
 from __future__ import annotations
