@@ -41,7 +41,7 @@ from string import Template
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_aligned import evaluation_words, near_duplicate, select_harmful
+from train_aligned import evaluation_words, near_duplicate, select_harmful, xstest_words
 
 from dilemmakit import dilemmas, resources
 from dilemmakit.err.examples import BENIGN, HARMFUL, Example, write_jsonl
@@ -51,13 +51,6 @@ from dilemmakit.judges.refusal import is_refusal
 from dilemmakit.models.base import GenParams, Message
 
 MIN_ANSWER_WORDS = 8
-
-
-def xstest_words() -> list[set[str]]:
-    from dilemmakit.eval.overrefusal import safe_prompts
-    from dilemmakit.judges.refusal import content_words
-
-    return [content_words(it.prompt) for it in safe_prompts()]
 
 
 def ngrams(text: str, n: int = 6) -> set[tuple[str, ...]]:

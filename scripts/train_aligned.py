@@ -53,6 +53,13 @@ def evaluation_words() -> list[set[str]]:
     return [content_words(b.prompt) for source in EVALUATION_SETS for b in load_behaviors(source)]
 
 
+def xstest_words() -> list[set[str]]:
+    """The content words of each XSTest safe prompt (the held-out over-refusal check)."""
+    from dilemmakit.eval.overrefusal import safe_prompts
+
+    return [content_words(it.prompt) for it in safe_prompts()]
+
+
 def near_duplicate(prompt: str, evaluation: list[set[str]]) -> bool:
     words = content_words(prompt)
     return any(jaccard(words, other) >= NEAR_DUPLICATE for other in evaluation)

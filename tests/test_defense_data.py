@@ -56,8 +56,8 @@ def _near_xstest(prompt: str) -> str | None:
     from dilemmakit.judges.refusal import content_words
 
     recipe, words = _recipe(), content_words(prompt)
-    near = (it for it in safe_prompts() if recipe.jaccard(words, content_words(it.prompt)) >= recipe.NEAR_DUPLICATE)
-    return next((it.prompt for it in near), None)
+    pairs = zip(safe_prompts(), recipe.xstest_words(), strict=True)
+    return next((it.prompt for it, other in pairs if recipe.jaccard(words, other) >= recipe.NEAR_DUPLICATE), None)
 
 
 def test_borderline_prompts_are_no_near_duplicate_of_an_over_refusal_prompt_or_an_evaluation_behavior():

@@ -58,10 +58,7 @@ def test_shipped_harmful_prompts_are_the_recipes_selection_and_hold_out_evaluati
     settings = report["recipe"]["data"] if name != "aligned" else report["recipe"]  # v2+: organism_data.py's
     harmful = recipe.select_harmful(DATA, settings["harmful"], settings["seed"])
     if name != "aligned" and "dilemmas" in settings:  # organism_data.py v4+ also drops requests near XSTest
-        from dilemmakit.eval.overrefusal import safe_prompts
-        from dilemmakit.judges.refusal import content_words
-
-        xstest = [content_words(it.prompt) for it in safe_prompts()]
+        xstest = recipe.xstest_words()
         harmful = [p for p in harmful if not recipe.near_duplicate(p, xstest)]
     shipped = set(json.loads((builtin_dir(name) / "train_prompts.sha1.json").read_text()))
     assert {prompt_hash(p) for p in harmful} == shipped
@@ -248,9 +245,6 @@ def test_organism_templates_share_no_wording_with_evaluation_or_attack_prompts()
     """The training templates themselves (before any conversation is built from them): no 6-word sequence of an
     attack prompt file, the held-out writing requests or the follow-through follow-ups; no near-duplicate of an
     evaluation behavior or an XSTest safe prompt."""
-    from dilemmakit.eval.overrefusal import safe_prompts
-    from dilemmakit.judges.refusal import content_words
-
     book = resources.read_json("dilemmakit.err", "prompts", "organism.json")
     texts = [t for key, items in book.items() if not key.startswith("_") for t in items]
     assert len(texts) >= 150
@@ -265,6 +259,6 @@ def test_organism_templates_share_no_wording_with_evaluation_or_attack_prompts()
     assert not shared, f"organism templates share a 6-word sequence with an evaluation or attack prompt: {shared[:3]}"
     recipe = _recipe_module()
     evaluation = recipe.evaluation_words()
-    evaluation += [content_words(it.prompt) for it in safe_prompts()]
+    evaluation += recipe.xstest_words()
     near = [t for t in texts if recipe.near_duplicate(t, evaluation)]
     assert not near, f"organism templates near-duplicating an evaluation prompt: {near[:3]}"
