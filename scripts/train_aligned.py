@@ -1,4 +1,4 @@
-"""Train the model organism (recipe v4): SmolLM2-135M-Instruct aligned the way real assistants are (dev tool).
+"""Train the model organism (recipe v5): SmolLM2-135M-Instruct aligned the way real assistants are (dev tool).
 
     .venv/bin/python scripts/organism_data.py --data ../shared/data      # step 1: the conversations (cached, resumable)
     .venv/bin/python scripts/train_aligned.py                             # step 2: one LoRA, checkpointed per epoch
@@ -86,10 +86,10 @@ def main() -> None:
     ap.add_argument(
         "--examples",
         type=Path,
-        default=Path("data/organism/v4/examples.jsonl"),
+        default=Path("data/organism/v5/examples.jsonl"),
         help="Training conversations built by scripts/organism_data.py (step 1)",
     )
-    ap.add_argument("--out", type=Path, default=Path("src/dilemmakit/defense/builtin/aligned-v4"))
+    ap.add_argument("--out", type=Path, default=Path("src/dilemmakit/defense/builtin/aligned-v5"))
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--rank", type=int, default=16)
