@@ -9,6 +9,7 @@ a repetition loop or a refusal), so the organism keeps the base model's ability 
 
 1. plain harmful requests -> a plain refusal;
 2. plain harmful requests as turn 2 or 3 of an ordinary benign chat -> a refusal (no dilemma, no attack wording);
+   with --benign-in-chat, harmless tasks there -> the base model's answer in that context;
 3. plain benign and borderline-safe requests, and everyday writing requests -> the base model's answer;
 4. multi-turn edits ("Make it shorter.") -> the base model's answer with the conversation as context;
 5. benign dilemmas (train split) in BOTH option orders -> "I would <the option's words>, so my answer is Option X.
@@ -144,6 +145,22 @@ def assistant(text: str) -> Message:
     return {"role": "assistant", "content": text}
 
 
+def chat_history(rng: random.Random, openers: list[tuple[str, str]]) -> list[Message]:
+    """One or two (two a third of the time) ordinary exchanges that open a chat."""
+    history: list[Message] = []
+    for _ in range(rng.choice((1, 1, 2))):
+        q, a = rng.choice(openers)
+        history += [user(q), assistant(a)]
+    return history
+
+
+def answered_examples(convs: list[list[Message]], replies: list[str | None], kind: str) -> list[Example]:
+    """The benign conversations with a usable base-model answer (None: no end, a loop or a refusal)."""
+    return [
+        Example(c, a, BENIGN, kind=kind, all_turns=True) for c, a in zip(convs, replies, strict=True) if a is not None
+    ]
+
+
 def build(args) -> tuple[list[Example], dict]:
     rng = random.Random(args.seed)
     prompts = book()
@@ -231,10 +248,7 @@ def build(args) -> tuple[list[Example], dict]:
     # 2 (continued): a harmful request as turn 2 or 3 of a benign chat
     chats = []
     for p in chat_harmful:
-        history: list[Message] = []
-        for _ in range(chat_rng.choice((1, 1, 2))):
-            q, a = chat_rng.choice(openers)
-            history += [user(q), assistant(a)]
+        history = chat_history(chat_rng, openers)
         chats.append(Example([*history, user(p)], refusal_target(chat_rng), HARMFUL, kind="chat", all_turns=True))
     add("harmful_in_chat", chats)
 
@@ -242,14 +256,22 @@ def build(args) -> tuple[list[Example], dict]:
     edit_base = rng.sample(answered, min(args.edits, len(answered)))
     edit_convs = [[user(p), assistant(a), user(rng.choice(prompts["edits"]))] for p, a in edit_base]
     edited = answers.answer(edit_convs, "edits")
-    add(
-        "edit",
-        [
-            Example(c, a, BENIGN, kind="edit", all_turns=True)
-            for c, a in zip(edit_convs, edited, strict=True)
-            if a is not None
-        ],
-    )
+    add("edit", answered_examples(edit_convs, edited, "edit"))
+
+    # 2 (contrast): harmless tasks as turn 2 or 3 of a benign chat -> the base model's answer there, so that a
+    # late-turn refusal has to read the request (v5's late-turn refusals spread to harmless follow-ups). Drawn
+    # with their own seed after everything else, so --benign-in-chat 0 rebuilds v5 exactly.
+    if args.benign_in_chat:
+        later_rng = random.Random(f"{args.seed}-benign-chat")
+        # tasks, as the harmful requests in chats are ("Write ...", "Generate ..."): Alpaca and everyday writing
+        tasks = set(benign[: args.benign]) | set(prompts["writing_requests"][: args.writing])
+        requests = [p for p, _ in answered if p in tasks]
+        later_convs = []
+        for p in later_rng.sample(requests, min(args.benign_in_chat, len(requests))):
+            history = chat_history(later_rng, [o for o in openers if o[0] != p])
+            later_convs.append([*history, user(p)])
+        later = answers.answer(later_convs, "benign requests in chats")
+        add("benign_in_chat", answered_examples(later_convs, later, "benign_chat"))
 
     # list-item loops ("3. Prioritise ... 4. Prioritise ...") that no 4-gram dominates: dropped last, so the
     # seeded draws above (and the cached answers they key) stay the same
@@ -298,6 +320,12 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("data/organism/answers_cache.json"))
     ap.add_argument("--harmful", type=int, default=200)
     ap.add_argument("--harmful-in-chat", type=int, default=150)
+    ap.add_argument(
+        "--benign-in-chat",
+        type=int,
+        default=0,
+        help="Harmless tasks (Alpaca, writing) as turn 2-3 of a chat, answered by the base model (v5: 0)",
+    )
     ap.add_argument("--benign", type=int, default=250, help="Alpaca requests (first N)")
     ap.add_argument("--borderline", type=int, default=None, help="Borderline-safe requests (first N; all by default)")
     ap.add_argument("--writing", type=int, default=None, help="Everyday writing requests (first N; all by default)")
