@@ -24,8 +24,8 @@ safe prompt (content-word Jaccard >= 0.5: such conversations are dropped and cou
 --writing take the first N rows of their packaged lists (all by default), so an earlier recipe's selection stays
 reproducible after the lists grew (v3: 150 dilemmas, 119 borderline prompts, 30 writing requests; v4:
 --dilemmas 300 --harmful-in-chat 100 --continued 120). A conversation whose request shares a 6-word sequence
-with a held-out request is dropped too (added after v4 was trained: one
-v4 follow-up did; the conversations each organism was trained on stay in data/organism/<version>/).
+with a held-out request is dropped too (added after v4 was trained: one v4 follow-up did; the conversations each
+organism was trained on stay in data/organism/<version>/).
 Answers are generated once and kept in --cache, so a rerun (or a crash) resumes.
 """
 
@@ -235,11 +235,10 @@ def build(args) -> tuple[list[Example], dict]:
         ],
     )
     # 3: benign requests and writing requests, answered whole by the base model
-    benign = [r["prompt"] for r in resources.read_jsonl("dilemmakit.err", "data", "benign_train.jsonl")][: args.benign]
+    alpaca = [r["prompt"] for r in resources.read_jsonl("dilemmakit.err", "data", "benign_train.jsonl")][: args.benign]
     borderline = resources.read_jsonl("dilemmakit.err", "data", "borderline_train.jsonl")[: args.borderline]
-    benign += [r["prompt"] for r in borderline]
-    benign += prompts["writing_requests"][: args.writing]
-    benign += prompts["chat_openers"]
+    writing = prompts["writing_requests"][: args.writing]
+    benign = [*alpaca, *(r["prompt"] for r in borderline), *writing, *prompts["chat_openers"]]
     first = answers.answer([[user(p)] for p in benign], "benign answers")
     answered = [(p, a) for p, a in zip(benign, first, strict=True) if a is not None]
     add("benign", [Example([user(p)], a, BENIGN, kind="plain", all_turns=True) for p, a in answered])
@@ -264,7 +263,7 @@ def build(args) -> tuple[list[Example], dict]:
     if args.benign_in_chat:
         later_rng = random.Random(f"{args.seed}-benign-chat")
         # tasks, as the harmful requests in chats are ("Write ...", "Generate ..."): Alpaca and everyday writing
-        tasks = set(benign[: args.benign]) | set(prompts["writing_requests"][: args.writing])
+        tasks = {*alpaca, *writing}
         requests = [p for p, _ in answered if p in tasks]
         later_convs = []
         for p in later_rng.sample(requests, min(args.benign_in_chat, len(requests))):
