@@ -1,7 +1,7 @@
-"""Build the training conversations of the model organism `embedded-aligned` (recipe v5; dev tool, step 1 of 2).
+"""Build the training conversations of the model organism `embedded-aligned` (recipe v6; dev tool, step 1 of 2).
 
-    .venv/bin/python scripts/organism_data.py --data ../shared/data --out data/organism/v5/examples.jsonl
-    .venv/bin/python scripts/train_aligned.py --examples data/organism/v5/examples.jsonl   # step 2
+    .venv/bin/python scripts/organism_data.py --data ../shared/data --out data/organism/v6/examples.jsonl
+    .venv/bin/python scripts/train_aligned.py --examples data/organism/v6/examples.jsonl   # step 2
 
 What real assistants are trained on, at 135M scale. Every benign target is the base model's own answer
 (self-distillation), decoded whole (never cut: a reply that does not end within --max-tokens is dropped, as is
@@ -23,7 +23,7 @@ XSTest are never used; no request near-duplicates an evaluation behavior (train_
 safe prompt (content-word Jaccard >= 0.5: such conversations are dropped and counted). --dilemmas, --borderline and
 --writing take the first N rows of their packaged lists (all by default), so an earlier recipe's selection stays
 reproducible after the lists grew (v3: 150 dilemmas, 119 borderline prompts, 30 writing requests; v4:
---dilemmas 300 --harmful-in-chat 100 --continued 120). A conversation whose request shares a 6-word sequence
+--dilemmas 300 --harmful-in-chat 100 --continued 120 --benign-in-chat 0; v5: --benign-in-chat 0). A conversation whose request shares a 6-word sequence
 with a held-out request is dropped too (added after v4 was trained: one v4 follow-up did; the conversations each
 organism was trained on stay in data/organism/<version>/).
 Answers are generated once and kept in --cache, so a rerun (or a crash) resumes.
@@ -315,15 +315,15 @@ def build(args) -> tuple[list[Example], dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
-    ap.add_argument("--out", type=Path, default=Path("data/organism/v5/examples.jsonl"))
+    ap.add_argument("--out", type=Path, default=Path("data/organism/v6/examples.jsonl"))
     ap.add_argument("--cache", type=Path, default=Path("data/organism/answers_cache.json"))
     ap.add_argument("--harmful", type=int, default=200)
     ap.add_argument("--harmful-in-chat", type=int, default=150)
     ap.add_argument(
         "--benign-in-chat",
         type=int,
-        default=0,
-        help="Harmless tasks (Alpaca, writing) as turn 2-3 of a chat, answered by the base model (v5: 0)",
+        default=150,
+        help="Harmless tasks (Alpaca, writing) as turn 2-3 of a chat, answered by the base model (v4, v5: 0)",
     )
     ap.add_argument("--benign", type=int, default=250, help="Alpaca requests (first N)")
     ap.add_argument("--borderline", type=int, default=None, help="Borderline-safe requests (first N; all by default)")

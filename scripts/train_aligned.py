@@ -1,4 +1,4 @@
-"""Train the model organism (recipe v5): SmolLM2-135M-Instruct aligned the way real assistants are (dev tool).
+"""Train the model organism (recipe v6): SmolLM2-135M-Instruct aligned the way real assistants are (dev tool).
 
     .venv/bin/python scripts/organism_data.py --data ../shared/data      # step 1: the conversations (cached, resumable)
     .venv/bin/python scripts/train_aligned.py                             # step 2: one LoRA, checkpointed per epoch
@@ -18,7 +18,7 @@ follow-through set are never trained on. The recipe is fixed before TRIAL is mea
 only at the pre-registered checks (scripts/organism_checks.py).
 
 Conversations longer than --max-seq-len are left out rather than cut. Adapters (rank 16 since v4; 8 before) sit on
-the top 8 of 30 layers.
+the top 12 of 30 layers since v6 (--start-layer 18; v2-v5: the top 8, --start-layer 22).
 """
 
 from __future__ import annotations
@@ -86,14 +86,14 @@ def main() -> None:
     ap.add_argument(
         "--examples",
         type=Path,
-        default=Path("data/organism/v5/examples.jsonl"),
+        default=Path("data/organism/v6/examples.jsonl"),
         help="Training conversations built by scripts/organism_data.py (step 1)",
     )
-    ap.add_argument("--out", type=Path, default=Path("src/dilemmakit/defense/builtin/aligned-v5"))
+    ap.add_argument("--out", type=Path, default=Path("src/dilemmakit/defense/builtin/aligned-v6"))
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--rank", type=int, default=16)
-    ap.add_argument("--start-layer", type=int, default=22)
+    ap.add_argument("--start-layer", type=int, default=18)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--max-seq-len", type=int, default=1024, help="Longer conversations are left out, never cut")
     ap.add_argument("--seed", type=int, default=0)
