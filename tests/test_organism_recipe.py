@@ -241,6 +241,29 @@ def test_training_conversations_continue_dilemmas_and_train_every_turn(name):
     assert not [e.target for e in examples if is_degenerate(e.target)]
 
 
+def test_v6_pairs_late_turn_refusals_with_as_many_answered_harmless_requests_late_in_a_chat():
+    """v6's lever (builtin/README.md): harmless tasks as turn 2-3 of a benign chat, answered, so that a refusal late
+    in a chat has to read the request. They are harmless, answered (no refusal, no loop) and at least as many
+    harmless requests as harmful ones sit at turn 2-3; v5's conversations are all still there."""
+    from dilemmakit.err.examples import HARMFUL, read_jsonl
+    from dilemmakit.judges.degenerate import is_degenerate
+    from dilemmakit.judges.refusal import is_refusal
+
+    examples = read_jsonl(ROOT / "data" / "organism" / "v6" / "examples.jsonl")
+    late = [e for e in examples if e.kind == "benign_chat"]
+    assert len(late) >= 100
+    for e in late:
+        users = [m for m in e.messages if m["role"] == "user"]
+        assert e.harm_label != HARMFUL and 2 <= len(users) <= 3 and e.messages[-1]["role"] == "user"
+        assert e.all_turns and not is_refusal(e.target) and not is_degenerate(e.target), e.messages[-1]["content"]
+    harmful_late = [e for e in examples if e.kind == "chat" and e.harm_label == HARMFUL]
+    harmless_late = [e for e in examples if e.kind in ("benign_chat", "edit", "dilemma_followup")]
+    assert len(harmless_late) >= 2 * len(harmful_late) > 0
+    v5 = (ROOT / "data" / "organism" / "v5" / "examples.jsonl").read_text().splitlines()
+    v6 = set((ROOT / "data" / "organism" / "v6" / "examples.jsonl").read_text().splitlines())
+    assert set(v5) <= v6 and len(v6) - len(set(v5)) == len(late)
+
+
 def test_organism_templates_share_no_wording_with_evaluation_or_attack_prompts():
     """The training templates themselves (before any conversation is built from them): no 6-word sequence of an
     attack prompt file, the held-out writing requests or the follow-through follow-ups; no near-duplicate of an
