@@ -51,7 +51,7 @@ needs_data = pytest.mark.skipif(not DATA.exists(), reason="../shared/data (the p
 
 
 @needs_data
-@pytest.mark.parametrize("name", ["aligned", "aligned-v2", "aligned-v3", "aligned-v4", "aligned-v5"])
+@pytest.mark.parametrize("name", ["aligned", "aligned-v2", "aligned-v3", "aligned-v4", "aligned-v5", "aligned-v6"])
 def test_shipped_harmful_prompts_are_the_recipes_selection_and_hold_out_evaluation_behaviors(name):
     recipe = _recipe_module()
     report = _shipped_report(name)
@@ -91,9 +91,9 @@ def test_recipe_is_recorded_with_the_shipped_organism():
     assert settings["max_seq_len"] >= 512
 
 
-# --- organisms v2 to v5: their training conversations (data/organism/<version>/examples.jsonl) keep the rules ------
+# --- organisms v2 to v6: their training conversations (data/organism/<version>/examples.jsonl) keep the rules ------
 
-ORGANISMS = {"aligned-v2": "v2", "aligned-v3": "v3", "aligned-v4": "v4", "aligned-v5": "v5"}
+ORGANISMS = {"aligned-v2": "v2", "aligned-v3": "v3", "aligned-v4": "v4", "aligned-v5": "v5", "aligned-v6": "v6"}
 ATTACK_PROMPTS = ROOT / "src" / "dilemmakit" / "attacks"
 organisms = pytest.mark.parametrize("name", list(ORGANISMS))
 
