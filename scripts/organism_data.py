@@ -23,9 +23,9 @@ XSTest are never used; no request near-duplicates an evaluation behavior (train_
 safe prompt (content-word Jaccard >= 0.5: such conversations are dropped and counted). --dilemmas, --borderline and
 --writing take the first N rows of their packaged lists (all by default), so an earlier recipe's selection stays
 reproducible after the lists grew (v3: 150 dilemmas, 119 borderline prompts, 30 writing requests; v4:
---dilemmas 300 --harmful-in-chat 100 --continued 120 --benign-in-chat 0; v5: --benign-in-chat 0). A conversation whose request shares a 6-word sequence
-with a held-out request is dropped too (added after v4 was trained: one v4 follow-up did; the conversations each
-organism was trained on stay in data/organism/<version>/).
+--dilemmas 300 --harmful-in-chat 100 --continued 120 --benign-in-chat 0; v5: --benign-in-chat 0). A conversation
+whose request shares a 6-word sequence with a held-out request is dropped too (added after v4 was trained: one v4
+follow-up did; the conversations each organism was trained on stay in data/organism/<version>/).
 Answers are generated once and kept in --cache, so a rerun (or a crash) resumes.
 """
 

@@ -243,7 +243,7 @@ def test_training_conversations_continue_dilemmas_and_train_every_turn(name):
 
 def test_v6_pairs_late_turn_refusals_with_as_many_answered_harmless_requests_late_in_a_chat():
     """v6's lever (builtin/README.md): harmless tasks as turn 2-3 of a benign chat, answered, so that a refusal late
-    in a chat has to read the request. They are harmless, answered (no refusal, no loop) and at least as many
+    in a chat has to read the request. They are harmless, answered (no refusal, no loop) and at least twice as many
     harmless requests as harmful ones sit at turn 2-3; v5's conversations are all still there."""
     from dilemmakit.err.examples import HARMFUL, read_jsonl
     from dilemmakit.judges.degenerate import is_degenerate
