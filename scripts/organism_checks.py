@@ -114,7 +114,7 @@ def main() -> None:
     ap.add_argument("--target", default="embedded-aligned")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument(
-        "--held-out", type=Path, default=Path("src/dilemmakit/defense/builtin/aligned/train_prompts.sha1.json")
+        "--held-out", type=Path, default=Path("src/dilemmakit/defense/builtin/aligned-v1/train_prompts.sha1.json")
     )
     ap.add_argument("--xstest", type=int, default=250)
     ap.add_argument("--dilemmas", type=int, default=60)

@@ -1,11 +1,14 @@
 """Train the built-in `err` defense: ERR gate + adapters on top of the `embedded-aligned` model (dev tool).
 
-The shipped artefact comes from two runs (small sizes: it was trained on a shared 2-core CPU; data go to
---data-dir, default a temporary folder, and are not shipped):
+The shipped artefact (ERR on organism v6) comes from two runs (small sizes: it was trained on a shared 2-core CPU;
+data go to --data-dir, default a temporary folder, and are not shipped):
 
-    .venv/bin/python scripts/train_err.py --out A                       # 1. both stages (31 min)
+    .venv/bin/python scripts/train_err.py --out A                       # 1. both stages (18 min, data 2 min)
     .venv/bin/python scripts/train_err.py --out src/dilemmakit/defense/builtin/err \
         --gate-benign 300 --stages gate --init A                       # 2. the gate again (8 min)
+
+`--model` defaults to `embedded-aligned`, whose alias the defense pins to the organism version it was trained on
+(`requires: ["aligned-v6"]`); `err-v1` came from the same two runs with `--model embedded-aligned-v1`.
 
 Run 2 retrains only the gate, on run 1's examples plus 300 gate-only benign prompts (mostly imperatives,
 "Write a review of ..."): run 1's gate fired on 5/100 held-out benign prompts, all imperatives, because the

@@ -179,6 +179,29 @@ def test_specs_name_defenses():
         parse_spec("openai:m@http://x?defense=/d")
 
 
+def test_the_organism_alias_names_one_shipped_version_and_every_builtin_resolves():
+    """`aligned` is the current organism by an alias; every built-in name, alias or version, is a shipped
+    defense, and each defense it requires is a version, never the alias (an ERR trained on one organism must
+    not follow the alias onto the next one)."""
+    from dilemmakit.defense.builtins import ALIASES, BUILTIN, VERSIONS, builtin_dir, canonical
+    from dilemmakit.defense.config import DefenseConfig
+    from dilemmakit.defense.loading import defense_chain, resolve_defense
+    from dilemmakit.loading import defense_weights
+
+    assert set(ALIASES.values()) <= set(VERSIONS) and not set(ALIASES) & set(VERSIONS)
+    assert builtin_dir("aligned") == builtin_dir(canonical("aligned")) != builtin_dir("aligned-v1")
+    for name in BUILTIN:
+        config = DefenseConfig.load(resolve_defense(name))
+        assert not set(config.requires) & set(ALIASES), (name, config.requires)
+    assert defense_chain("err-v1") == ["err-v1", "aligned-v1"]
+    # same weights, same sums: a run of `embedded-aligned` is identified by what it loaded
+    assert (
+        defense_weights("embedded-aligned")["aligned"]
+        == defense_weights(f"embedded-{ALIASES['aligned']}")[ALIASES["aligned"]]
+    )
+    assert defense_weights("embedded-aligned") != defense_weights("embedded-aligned-v1")
+
+
 def test_merge_defense_chain_is_applied_before_a_gated_one(tmp_path):
     from dilemmakit.defense.loading import apply_defense
 

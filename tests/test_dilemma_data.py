@@ -224,7 +224,7 @@ def test_the_package_loader_reads_the_same_rows(split):
 
 # --- the follow-through set (`followthrough.jsonl`): held-out dilemmas with harmless follow-ups ----------
 ORGANISM_TRAINING = (
-    (PACKAGE / "defense" / "builtin" / "aligned", ("*.json", "*.jsonl")),
+    (PACKAGE / "defense" / "builtin", ("*/*.json", "*/*.jsonl")),  # every shipped organism and ERR version
     (PACKAGE / "err" / "data", ("*.jsonl",)),
     (PACKAGE / "err" / "prompts", ("*.json",)),
     (PACKAGE.parents[1] / "err" / "data", ("*.jsonl",)),  # the organism recipe's working data, where present
@@ -276,7 +276,9 @@ def test_no_followup_or_heldout_scenario_is_in_the_organisms_training_files():
             needle = normalised(text)
             leaks += [f"{row['id']}: {text[:60]!r} in {name}" for name, body in texts if needle in body]
     assert not leaks, "\n".join(leaks)
-    hashes = set(json.loads((PACKAGE / "defense" / "builtin" / "aligned" / "train_prompts.sha1.json").read_text()))
+    hashes = set()
+    for path in (PACKAGE / "defense" / "builtin").glob("*/train_prompts.sha1.json"):
+        hashes |= set(json.loads(path.read_text()))
     hashed = [
         row["id"]
         for row in followthrough_rows()

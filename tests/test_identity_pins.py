@@ -56,10 +56,10 @@ def _sha1(ref: str) -> str:
 
 
 def test_a_defended_builtin_adds_the_sums_of_its_defenses_weights():
-    """embedded-err loads err on top of aligned: both weights files' sums name the run (the sums are read from
+    """embedded-err loads err on top of aligned-v6: both weights files' sums name the run (the sums are read from
     the files, so the built-ins can be retrained; the way they enter the run id is what is pinned)."""
     pytest.importorskip("torch")
-    sums = {"err": _sha1("err"), "aligned": _sha1("aligned")}
+    sums = {"err": _sha1("err"), "aligned-v6": _sha1("aligned-v6")}
     config = CampaignConfig(target="embedded-err", method="direct", judge="refusal")
     identity = config.identity()
     assert identity["target"] == "embedded-err"

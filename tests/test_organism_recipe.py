@@ -29,7 +29,7 @@ def _recipe_module():
     return module
 
 
-def _shipped_report(name: str = "aligned") -> dict:
+def _shipped_report(name: str = "aligned") -> dict:  # "aligned": the current organism
     return json.loads((builtin_dir(name) / "train_report.json").read_text())
 
 
@@ -51,13 +51,13 @@ needs_data = pytest.mark.skipif(not DATA.exists(), reason="../shared/data (the p
 
 
 @needs_data
-@pytest.mark.parametrize("name", ["aligned", "aligned-v2", "aligned-v3", "aligned-v4", "aligned-v5", "aligned-v6"])
+@pytest.mark.parametrize("name", ["aligned-v1", "aligned-v2", "aligned-v3", "aligned-v4", "aligned-v5", "aligned-v6"])
 def test_shipped_harmful_prompts_are_the_recipes_selection_and_hold_out_evaluation_behaviors(name):
     recipe = _recipe_module()
     report = _shipped_report(name)
-    settings = report["recipe"]["data"] if name != "aligned" else report["recipe"]  # v2+: organism_data.py's
+    settings = report["recipe"]["data"] if name != "aligned-v1" else report["recipe"]  # v2+: organism_data.py's
     harmful = recipe.select_harmful(DATA, settings["harmful"], settings["seed"])
-    if name != "aligned" and "dilemmas" in settings:  # organism_data.py v4+ also drops requests near XSTest
+    if name != "aligned-v1" and "dilemmas" in settings:  # organism_data.py v4+ also drops requests near XSTest
         xstest = recipe.xstest_words()
         harmful = [p for p in harmful if not recipe.near_duplicate(p, xstest)]
     shipped = set(json.loads((builtin_dir(name) / "train_prompts.sha1.json").read_text()))
@@ -87,7 +87,9 @@ def test_benign_training_prompts_carry_no_attack_template_wording():
 
 def test_recipe_is_recorded_with_the_shipped_organism():
     settings = _shipped_report()["recipe"]
-    assert settings["dilemmas"] > 0, "the shipped organism is the recipe with the dilemma data, not the ablation"
+    assert settings["data"]["dilemmas"] > 0, (
+        "the shipped organism is the recipe with the dilemma data, not the ablation"
+    )
     assert settings["max_seq_len"] >= 512
 
 

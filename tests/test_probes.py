@@ -337,7 +337,7 @@ def test_the_summary_says_which_defense_was_probed_and_which_layers_it_cannot_ch
     assert weights["same_as_base_through_layer"] == aligned.start_layer
     assert "WITH defense 'aligned'" in weights_sentence(weights)
     err = describe_weights("embedded-err")
-    assert err["gated"] is True and err["requires"] == ["aligned"]
+    assert err["gated"] is True and err["requires"] == ["aligned-v6"]
     # the merged aligned adapter counts too: the first block any of them wraps bounds the untouched layers
     first = min(aligned.start_layer, DefenseConfig.load(builtin_dir("err")).start_layer)
     assert err["same_as_base_through_layer"] == first

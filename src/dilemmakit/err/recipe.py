@@ -6,6 +6,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from dilemmakit.defense.builtins import canonical
 from dilemmakit.defense.config import WEIGHTS_NAME, DefenseConfig, scaled_defaults
 from dilemmakit.defense.loading import BUILTIN, resolve_defense
 from dilemmakit.defense.model import install_defense
@@ -28,7 +29,8 @@ def load_trainable(spec_text: str):
     requires: tuple[str, ...] = ()
     ref = spec.options.get("defense")
     if ref:
-        requires = (ref if ref in BUILTIN else str(resolve_defense(ref).resolve()),)
+        # an alias is pinned to its version: the defense keeps the organism it was trained on
+        requires = (canonical(ref) if ref in BUILTIN else str(resolve_defense(ref).resolve()),)
     return loaded.model, loaded.tokenizer, requires
 
 
