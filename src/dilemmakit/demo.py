@@ -31,7 +31,7 @@ class DemoConfig(Config):
     dilemma_limit: int = option(20, "Held-out benign dilemmas for engagement, each in both option orders", ge=1)
     followthrough_limit: int = option(6, "Held-out dilemmas for follow-through (2 harmless follow-ups each)", ge=1)
     max_rounds: int = option(3, "TRIAL rounds", ge=1)
-    max_tokens: int = option(64, "Target max new tokens (kept small for a CPU: the demo takes under 5 minutes)", ge=1)
+    max_tokens: int = option(96, "Target max new tokens (kept small for a CPU)", ge=1)
     seed: int = option(7, "Seed of the behavior sample, the TRIAL templates and the dilemma wording")
     judge: str = option("instrumental", cli=False)
     attacker: str = option("template", cli=False)
