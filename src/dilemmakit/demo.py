@@ -30,6 +30,8 @@ class DemoConfig(Config):
     limit: int = option(8, "Held-out JBB behaviors (a seeded sample)", ge=1)
     dilemma_limit: int = option(20, "Held-out benign dilemmas for engagement, each in both option orders", ge=1)
     followthrough_limit: int = option(6, "Held-out dilemmas for follow-through (2 harmless follow-ups each)", ge=1)
+    # three dependent turns per dilemma make follow-through the demo's longest chain; 128 tokens still hold a note
+    followup_max_tokens: int = option(128, "Max new tokens of each follow-up reply (follow-through)", ge=1)
     max_rounds: int = option(3, "TRIAL rounds", ge=1)
     max_tokens: int = option(96, "Target max new tokens (kept small for a CPU)", ge=1)
     seed: int = option(7, "Seed of the behavior sample, the TRIAL templates and the dilemma wording")
@@ -261,7 +263,15 @@ async def _run(config: DemoConfig, targets: tuple[str, ...], store, console, sta
             for spec in targets
         ]
         eval_jobs += [
-            measure_followthrough(spec, store, pool=pool, limit=config.followthrough_limit, seed=config.seed)
+            measure_followthrough(
+                spec,
+                store,
+                pool=pool,
+                limit=config.followthrough_limit,
+                seed=config.seed,
+                max_tokens=config.max_tokens,
+                followup_max_tokens=config.followup_max_tokens,
+            )
             for spec in targets
         ]
         # one bar for everything in flight: conversations, dilemma prompts and follow-up turns stored so far
